@@ -1,0 +1,49 @@
+# Tether build. `make test` is what CI runs on a fresh machine.
+GO      ?= go
+GOBIN   := $(shell $(GO) env GOPATH)/bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 5s
+
+.PHONY: all build deps test unit fuzz-short fuzz lint bench demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether ./cmd/tether
+
+deps:
+	./scripts/deps.sh
+
+# Unit and integration tests (real binaries, sockets, sshd in namespaces),
+# with the race detector, then each fuzz target briefly.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) fuzz-short
+
+FUZZ_TARGETS := ./server:FuzzStream ./server:FuzzReadHeader ./workspace:FuzzParse
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=2m
+
+lint: deps
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+bench: deps build
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m ./e2e/
+
+# The main job until the SSH interconnect lands: an IDE-like client drives a
+# real `tether serve` on stdio.
+demo: build
+	$(GO) run ./examples/ideclient -tether bin/tether
+
+clean:
+	rm -rf bin

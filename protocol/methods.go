@@ -1,0 +1,211 @@
+package protocol
+
+import "encoding/json"
+
+// Workspace edits carry an optional Revision: the revision the client last
+// read (from a list result). If the file changed since, the save fails with
+// CodeConflict instead of overwriting someone else's change. Without a
+// revision the edit applies to the current file (other entries are kept).
+
+// RunConfigListParams (runConfig/list).
+type RunConfigListParams struct{}
+
+// RunConfigListResult (runConfig/list).
+type RunConfigListResult struct {
+	Configs  []RunConfig `json:"configs"`
+	Revision string      `json:"revision"`
+	// Problems of the file as it is on disk (hand edits), with lines.
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// RunConfigGetParams (runConfig/get); the result is the RunConfig.
+type RunConfigGetParams struct {
+	Name string `json:"name"`
+}
+
+// RunConfigSaveParams (runConfig/save) adds or replaces a configuration by
+// name. Config is a RunConfig; an invalid one is refused with
+// CodeInvalidParams and data.problems.
+type RunConfigSaveParams struct {
+	Config   json.RawMessage `json:"config"`
+	Revision string          `json:"revision,omitempty"`
+}
+
+// SaveResult is the result of every workspace edit.
+type SaveResult struct {
+	Revision string `json:"revision"` // the file's new revision
+}
+
+// RunConfigDeleteParams (runConfig/delete).
+type RunConfigDeleteParams struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision,omitempty"`
+}
+
+// RunConfigValidateParams (runConfig/validate). Config is a RunConfig.
+type RunConfigValidateParams struct {
+	Config json.RawMessage `json:"config"`
+}
+
+// ValidateResult (runConfig/validate): empty problems means valid.
+type ValidateResult struct {
+	Problems []Problem `json:"problems"`
+}
+
+// ProxyListParams (proxy/list).
+type ProxyListParams struct{}
+
+// ProxyListResult (proxy/list).
+type ProxyListResult struct {
+	Proxies  []Proxy   `json:"proxies"`
+	Revision string    `json:"revision"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// ProxySaveParams (proxy/save). Proxy is a Proxy.
+type ProxySaveParams struct {
+	Proxy    json.RawMessage `json:"proxy"`
+	Revision string          `json:"revision,omitempty"`
+}
+
+// ProxyDeleteParams (proxy/delete). A proxy that a run configuration uses
+// is not deleted (CodeInvalidParams naming the configurations).
+type ProxyDeleteParams struct {
+	Name     string `json:"name"`
+	Revision string `json:"revision,omitempty"`
+}
+
+// ProxyTestParams (proxy/test).
+type ProxyTestParams struct {
+	WorkDoneProgressParams
+	Name string `json:"name"`
+}
+
+// ProxyTestResult (proxy/test): the steps in order; the first failing one
+// says what is wrong.
+type ProxyTestResult struct {
+	OK    bool       `json:"ok"`
+	Steps []TestStep `json:"steps"`
+}
+
+// TestStep is one step of a connectivity check.
+type TestStep struct {
+	Name       string `json:"name"` // tcp, hostKey, auth, dial
+	OK         bool   `json:"ok"`
+	Message    string `json:"message"`
+	DurationMs int64  `json:"durationMs"`
+}
+
+// InterconnectSetParams (interconnect/set): the IDE toggle. It is saved in
+// the run configuration; Proxy, when set, also changes the proxy used.
+type InterconnectSetParams struct {
+	Config   string `json:"config"`
+	Enabled  bool   `json:"enabled"`
+	Proxy    string `json:"proxy,omitempty"`
+	Revision string `json:"revision,omitempty"`
+}
+
+// InterconnectStatusParams (interconnect/status).
+type InterconnectStatusParams struct{}
+
+// InterconnectStatusResult lists the open tunnels of this backend.
+type InterconnectStatusResult struct {
+	Tunnels []TunnelStatus `json:"tunnels"`
+}
+
+// TunnelStatus is one tunnel's health. It is also the params of the
+// interconnect/status notification sent on every state change.
+type TunnelStatus struct {
+	Proxy string `json:"proxy"`
+	// State: connecting, connected, reconnecting, closed.
+	State string `json:"state"`
+	Since string `json:"since"` // RFC 3339
+	Error string `json:"error,omitempty"`
+}
+
+// LaunchPrepareParams (launch/prepare): for IDEs that start the process
+// themselves.
+type LaunchPrepareParams struct {
+	WorkDoneProgressParams
+	Config string `json:"config"`
+	Debug  bool   `json:"debug,omitempty"`
+}
+
+// LaunchPrepareResult is what the IDE adds to the process it starts. The
+// session (tunnel, channel) lives until launch/release or until the client
+// disconnects.
+type LaunchPrepareResult struct {
+	SessionID string            `json:"sessionId"`
+	VMArgs    []string          `json:"vmArgs,omitempty"` // java: prepend to the JVM arguments
+	Env       map[string]string `json:"env,omitempty"`    // add to the environment
+	// DebugAddress is where the debugger attaches when debug was asked.
+	DebugAddress string `json:"debugAddress,omitempty"`
+}
+
+// LaunchReleaseParams (launch/release).
+type LaunchReleaseParams struct {
+	SessionID string `json:"sessionId"`
+}
+
+// LaunchStartParams (launch/start): the backend starts the app.
+type LaunchStartParams struct {
+	WorkDoneProgressParams
+	Config string `json:"config"`
+	Debug  bool   `json:"debug,omitempty"`
+}
+
+// LaunchStartResult (launch/start).
+type LaunchStartResult struct {
+	LaunchID string `json:"launchId"`
+}
+
+// LaunchStopParams (launch/stop).
+type LaunchStopParams struct {
+	LaunchID string `json:"launchId"`
+}
+
+// LaunchOutputParams (launch/output notification): app output as it comes.
+type LaunchOutputParams struct {
+	LaunchID string `json:"launchId"`
+	Stream   string `json:"stream"` // stdout or stderr
+	Text     string `json:"text"`
+}
+
+// Launch states.
+const (
+	StateStarting   = "starting"
+	StateConnecting = "connecting"
+	StateRunning    = "running"
+	StateDebugReady = "debugReady"
+	StateExited     = "exited"
+	StateFailed     = "failed"
+)
+
+// LaunchStateParams (launch/state notification).
+type LaunchStateParams struct {
+	LaunchID     string `json:"launchId"`
+	State        string `json:"state"`
+	DebugAddress string `json:"debugAddress,omitempty"` // debugReady
+	ExitCode     *int   `json:"exitCode,omitempty"`     // exited
+	Message      string `json:"message,omitempty"`      // failed: what went wrong and what to do
+}
+
+// DebugForwardParams (debug/forward): a loopback port forwarded through the
+// proxy to host:port in the private network.
+type DebugForwardParams struct {
+	WorkDoneProgressParams
+	Proxy string `json:"proxy"`
+	Host  string `json:"host"`
+	Port  int    `json:"port"`
+}
+
+// DebugForwardResult (debug/forward).
+type DebugForwardResult struct {
+	LocalAddress string `json:"localAddress"`
+	ForwardID    string `json:"forwardId"`
+}
+
+// DebugUnforwardParams (debug/unforward).
+type DebugUnforwardParams struct {
+	ForwardID string `json:"forwardId"`
+}

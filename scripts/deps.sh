@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs on a fresh Debian 12 machine. Under CI=true
+# a prerequisite that cannot be installed is a failure, never a skip.
+set -euo pipefail
+
+need_pkgs=()
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v ssh >/dev/null || need_pkgs+=(openssh-client)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v javac >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+	echo "deps: installing ${need_pkgs[*]}"
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"; } >/tmp/tether-apt.log 2>&1; then
+		cat /tmp/tether-apt.log >&2
+		echo "deps: could not install ${need_pkgs[*]}" >&2
+		[ "${CI:-}" = true ] && exit 1
+	fi
+fi
+
+GOBIN=$(go env GOPATH)/bin
+if [ ! -x "$GOBIN/staticcheck" ]; then
+	echo "deps: installing staticcheck"
+	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi

@@ -1,0 +1,299 @@
+package workspace
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
+)
+
+// ErrConflict is returned when a save names a revision that is no longer the
+// file's: someone else (another IDE window, an editor) changed it meanwhile.
+var ErrConflict = errors.New("tether.yaml was changed by someone else")
+
+// ErrNotFound is returned for a name that is not in the file.
+var ErrNotFound = errors.New("not found")
+
+// Workspace is a directory holding tether.yaml.
+type Workspace struct {
+	Dir string
+}
+
+// Path is the workspace file's path.
+func (w *Workspace) Path() string { return filepath.Join(w.Dir, FileName) }
+
+// Snapshot is the file as read at one revision.
+type Snapshot struct {
+	File     File
+	Revision string   // a hash of the file's bytes (of nothing, when there is no file yet)
+	Problems Problems // schema and meaning problems, with line numbers
+	root     *yaml.Node
+}
+
+// SyntaxError is a tether.yaml that is not YAML at all.
+type SyntaxError struct {
+	Path string
+	Err  error
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("%s is not valid YAML: %v (fix the file, then try again)", e.Path, e.Err)
+}
+
+func (e *SyntaxError) Unwrap() error { return e.Err }
+
+func revision(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
+}
+
+// Load reads the workspace file. A missing file is an empty workspace. A
+// file with problems still loads as far as it can; the problems are in the
+// snapshot.
+func (w *Workspace) Load() (*Snapshot, error) {
+	data, err := os.ReadFile(w.Path())
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Snapshot{File: File{Version: CurrentVersion}, Revision: revision(nil)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parse(w.Path(), data)
+}
+
+// Parse reads workspace file content; name is used in messages.
+func Parse(name string, data []byte) (*Snapshot, error) { return parse(name, data) }
+
+func parse(name string, data []byte) (*Snapshot, error) {
+	s := &Snapshot{Revision: revision(data)}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			s.File.Version = CurrentVersion
+			return s, nil
+		}
+		return nil, &SyntaxError{Path: name, Err: err}
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); err == nil {
+		return nil, &SyntaxError{Path: name, Err: errors.New("more than one YAML document")}
+	}
+	s.root = &doc
+	FileSchema.Check(&doc, "", &s.Problems)
+	// A file with schema problems still decodes as far as it can; yaml
+	// reports the fields it could not fill, which Check already named.
+	_ = doc.Decode(&s.File)
+	seen := map[string]bool{}
+	for _, pr := range s.Problems {
+		seen[pr.Path] = true
+	}
+	for _, pr := range withLines(s.File.Validate(), &doc) {
+		if !seen[pr.Path] { // the schema check already said what is wrong there
+			s.Problems = append(s.Problems, pr)
+		}
+	}
+	return s, nil
+}
+
+// withLines adds the file line of each problem's path, or of its nearest
+// parent for a missing field.
+func withLines(ps Problems, doc *yaml.Node) Problems {
+	for i := range ps {
+		for path := ps[i].Path; ; {
+			if n := lookup(doc, path); n != nil {
+				ps[i].Line = n.Line
+				break
+			}
+			j := strings.LastIndexAny(path, ".[")
+			if j < 0 {
+				break
+			}
+			path = path[:j]
+		}
+	}
+	return ps
+}
+
+// Mutation changes the decoded file and the YAML tree together.
+type mutation func(f *File, root *yaml.Node) error
+
+// update runs a read-modify-write of the file under an exclusive lock, so
+// that two backends (two IDE windows) never interleave their writes, and
+// replaces the file atomically. If rev is not empty it must match the file's
+// current revision, else ErrConflict.
+func (w *Workspace) update(rev string, m mutation) (*Snapshot, error) {
+	unlock, err := w.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	s, err := w.Load()
+	if err != nil {
+		return nil, err
+	}
+	if rev != "" && rev != s.Revision {
+		return nil, fmt.Errorf("%w (revision %s, you have %s): reload and try again", ErrConflict, s.Revision, rev)
+	}
+	root := s.root
+	if root == nil {
+		root = &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
+		setKey(root.Content[0], "version", scalarNode(fmt.Sprint(CurrentVersion), "!!int"))
+	}
+	if err := m(&s.File, root); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(w.Path(), buf.Bytes()); err != nil {
+		return nil, err
+	}
+	return parse(w.Path(), buf.Bytes())
+}
+
+// lock takes an exclusive flock on the workspace directory itself, which
+// leaves no lock file behind.
+func (w *Workspace) lock() (func(), error) {
+	if err := os.MkdirAll(w.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(w.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open workspace %s: %w", w.Dir, err)
+	}
+	for {
+		err = unix.Flock(fd, unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock workspace %s: %w", w.Dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	mode := fs.FileMode(0o644)
+	if st, err := os.Stat(path); err == nil {
+		mode = st.Mode().Perm()
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := fmt.Sprintf("%s.tmp-%x", path, rnd)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// SaveConfig adds or replaces (by name) a run configuration. An invalid
+// configuration is refused with Problems.
+func (w *Workspace) SaveConfig(rev string, rc RunConfig) (*Snapshot, error) {
+	return w.update(rev, func(f *File, root *yaml.Node) error {
+		if ps := f.ValidateConfig(&rc); len(ps) > 0 {
+			return ps
+		}
+		return upsert(root, "configurations", rc.Name, rc)
+	})
+}
+
+// DeleteConfig removes a run configuration.
+func (w *Workspace) DeleteConfig(rev, name string) (*Snapshot, error) {
+	return w.update(rev, func(f *File, root *yaml.Node) error {
+		if _, ok := f.Config(name); !ok {
+			return fmt.Errorf("run configuration %q: %w", name, ErrNotFound)
+		}
+		remove(root, "configurations", name)
+		return nil
+	})
+}
+
+// SaveProxy adds or replaces (by name) a proxy.
+func (w *Workspace) SaveProxy(rev string, px Proxy) (*Snapshot, error) {
+	return w.update(rev, func(f *File, root *yaml.Node) error {
+		if ps := ValidateProxy(&px); len(ps) > 0 {
+			return ps
+		}
+		return upsert(root, "proxies", px.Name, px)
+	})
+}
+
+// DeleteProxy removes a proxy that no run configuration uses.
+func (w *Workspace) DeleteProxy(rev, name string) (*Snapshot, error) {
+	return w.update(rev, func(f *File, root *yaml.Node) error {
+		if _, ok := f.Proxy(name); !ok {
+			return fmt.Errorf("proxy %q: %w", name, ErrNotFound)
+		}
+		var users Problems
+		for i, rc := range f.Configurations {
+			if (rc.Interconnect != nil && rc.Interconnect.Proxy == name) || (rc.RemoteDebug != nil && rc.RemoteDebug.Proxy == name) {
+				users = append(users, Problem{Path: fmt.Sprintf("configurations[%d]", i),
+					Message: fmt.Sprintf("run configuration %q uses proxy %q; change it first", rc.Name, name)})
+			}
+		}
+		if len(users) > 0 {
+			return users
+		}
+		remove(root, "proxies", name)
+		return nil
+	})
+}
+
+// SetInterconnect is the IDE toggle, persisted in the run configuration.
+func (w *Workspace) SetInterconnect(rev, name string, enabled bool, proxy string) (*Snapshot, error) {
+	return w.update(rev, func(f *File, root *yaml.Node) error {
+		rc, ok := f.Config(name)
+		if !ok {
+			return fmt.Errorf("run configuration %q: %w", name, ErrNotFound)
+		}
+		c := *rc
+		ic := Interconnect{Enabled: enabled}
+		if c.Interconnect != nil {
+			ic.Proxy = c.Interconnect.Proxy
+		}
+		if proxy != "" {
+			ic.Proxy = proxy
+		}
+		if ic.Proxy == "" && enabled && len(f.Proxies) == 1 {
+			ic.Proxy = f.Proxies[0].Name // the only proxy is the obvious choice
+		}
+		c.Interconnect = &ic
+		if ps := f.ValidateConfig(&c); len(ps) > 0 {
+			return ps
+		}
+		return upsert(root, "configurations", name, c)
+	})
+}
