@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	raceFlag []string
+	raceFlag  []string
 	tetherBin string
 )
 

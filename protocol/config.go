@@ -112,4 +112,3 @@ type DebugSettings struct {
 	// Suspend makes the JVM wait for the debugger before running main.
 	Suspend bool `json:"suspend,omitempty" yaml:"suspend,omitempty"`
 }
-

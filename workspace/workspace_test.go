@@ -84,12 +84,12 @@ configurations:
 		}
 	}
 	want := map[string]string{
-		"proxies[0].ssh.port":                 "must be between 0 and 65535",
-		"proxies[0].routes.cidrs[0]":          "is not a CIDR",
-		"configurations[0].java.mainClass":    "required (or java.jar)",
+		"proxies[0].ssh.port":                  "must be between 0 and 65535",
+		"proxies[0].routes.cidrs[0]":           "is not a CIDR",
+		"configurations[0].java.mainClass":     "required (or java.jar)",
 		"configurations[1].interconnect.proxy": `no proxy named "x"`,
-		"configurations[2].java.mainclass":    `did you mean "mainClass"`,
-		"configurations[2].bogus":             "unknown field",
+		"configurations[2].java.mainclass":     `did you mean "mainClass"`,
+		"configurations[2].bogus":              "unknown field",
 	}
 	for path, msg := range want {
 		if !strings.Contains(got[path], msg) {
