@@ -1,0 +1,108 @@
+package channel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/tether-dev/tether/tunnel"
+)
+
+// copyBufSize is the buffer of one copy direction when the kernel cannot
+// splice (e.g. one side is a tunnel stream).
+const copyBufSize = 32 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// splice copies between the app's connection and the target's until both
+// directions end, propagating half-closes, then closes both. pre holds bytes
+// already read from client that go to up first. It returns the bytes sent
+// (client to up, including pre) and received (up to client).
+func splice(client, up net.Conn, pre []byte) (sent, received int64) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if len(pre) > 0 {
+			n, err := up.Write(pre)
+			sent = int64(n)
+			if err != nil {
+				endDirection(up, client, err)
+				return
+			}
+		}
+		n, err := copyConn(up, client)
+		sent += n
+		endDirection(up, client, err)
+	}()
+	n, err := copyConn(client, up)
+	received = n
+	endDirection(client, up, err)
+	<-done
+	client.Close()
+	up.Close()
+	return sent, received
+}
+
+// endDirection is called when copying src to dst has stopped with err. On
+// EOF it half-closes dst so that the peer sees the end of the stream and the
+// other direction goes on; on error, or if dst cannot half-close, it closes
+// both so that the other direction stops too.
+func endDirection(dst, src net.Conn, err error) {
+	if err == nil {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
+	src.Close()
+}
+
+// copyConn copies src to dst until EOF (returning nil) or an error. Between
+// two TCP sockets io.Copy lets the kernel splice; otherwise it copies through
+// a pooled buffer, hiding ReadFrom/WriteTo so that no buffer is allocated.
+func copyConn(dst, src net.Conn) (int64, error) {
+	if _, ok := dst.(*net.TCPConn); ok {
+		if _, ok := src.(*net.TCPConn); ok {
+			return io.Copy(dst, src)
+		}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+}
+
+// replyCode maps a dial error to a SOCKS5 reply code.
+func replyCode(err error) byte {
+	var de *tunnel.DialError
+	if errors.As(err, &de) {
+		switch de.Reason {
+		case tunnel.Refused:
+			return repConnectionRefused
+		case tunnel.NoSuchHost:
+			return repHostUnreachable
+		case tunnel.Unreachable:
+			if errors.Is(de.Err, syscall.ENETUNREACH) {
+				return repNetworkUnreachable
+			}
+			return repHostUnreachable
+		}
+		return repGeneralFailure
+	}
+	// Direct dials: net and syscall errors.
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return repConnectionRefused
+	case errors.As(err, &dnsErr):
+		return repHostUnreachable
+	case errors.Is(err, syscall.ENETUNREACH):
+		return repNetworkUnreachable
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return repHostUnreachable
+	}
+	return repGeneralFailure
+}
