@@ -55,6 +55,14 @@ type Config struct {
 	Logger *slog.Logger
 	// DialTimeout bounds one dial. 0 means 30s.
 	DialTimeout time.Duration
+	// TrustSameUser lets SOCKS5 clients whose socket belongs to this
+	// process's user skip username/password. The JVM needs it: its SOCKS
+	// client authenticates only through an application Authenticator (the
+	// java.net.socks.username/password properties are not read by JDK 8–25;
+	// it sends user.name and an empty password). Other users on the machine
+	// still need the credentials. The HTTP proxy port always needs them:
+	// browsers run as the same user and can be made to send HTTP there.
+	TrustSameUser bool
 }
 
 // Record is the connection log entry of one proxied connection.

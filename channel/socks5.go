@@ -15,6 +15,7 @@ import (
 const (
 	socksVersion     = 0x05
 	authVersion      = 0x01 // RFC 1929 sub-negotiation version
+	methodNone       = 0x00
 	methodUserPass   = 0x02
 	methodNoneOK     = 0xFF // "no acceptable methods"
 	cmdConnect       = 0x01
@@ -66,7 +67,11 @@ func (e *requestError) Error() string { return "socks5: " + e.msg }
 // socksAuth runs method negotiation and RFC 1929 username/password
 // authentication on rw. It writes the replies, including the failure replies;
 // on error the caller closes the connection. buf must hold socksBufSize bytes.
-func socksAuth(rw io.ReadWriter, buf []byte, user, pass []byte) error {
+//
+// If trusted is not nil, it decides whether a client that offers only "no
+// authentication", or sends an empty password, may skip the credentials
+// (see Config.TrustSameUser).
+func socksAuth(rw io.ReadWriter, buf []byte, user, pass []byte, trusted func() bool) error {
 	// VER NMETHODS METHODS...
 	if _, err := io.ReadFull(rw, buf[:2]); err != nil {
 		return err
@@ -78,12 +83,18 @@ func socksAuth(rw io.ReadWriter, buf []byte, user, pass []byte) error {
 	if _, err := io.ReadFull(rw, methods); err != nil {
 		return err
 	}
-	offered := false
+	offered, none := false, false
 	for _, m := range methods {
-		if m == methodUserPass {
+		switch m {
+		case methodUserPass:
 			offered = true
-			break
+		case methodNone:
+			none = true
 		}
+	}
+	if none && !offered && trusted != nil && trusted() {
+		_, err := rw.Write([]byte{socksVersion, methodNone})
+		return err
 	}
 	if !offered {
 		rw.Write([]byte{socksVersion, methodNoneOK})
@@ -114,6 +125,11 @@ func socksAuth(rw io.ReadWriter, buf []byte, user, pass []byte) error {
 		return err
 	}
 	ok &= subtle.ConstantTimeCompare(secret, pass)
+	// A JVM sends user.name and no password (see Config.TrustSameUser);
+	// wrong credentials that were actually given are always refused.
+	if ok != 1 && len(secret) == 0 && trusted != nil && trusted() {
+		ok = 1
+	}
 	clear(secret)
 	if ok != 1 {
 		rw.Write([]byte{authVersion, authFailure})
@@ -219,7 +235,11 @@ func (c *Channel) serveSOCKS(conn net.Conn) {
 	start := time.Now()
 	buf := make([]byte, socksBufSize)
 	conn.SetDeadline(start.Add(handshakeTimeout))
-	if err := socksAuth(conn, buf, c.user, c.pass); err != nil {
+	var trusted func() bool
+	if c.cfg.TrustSameUser {
+		trusted = func() bool { return sameUserPeer(conn) }
+	}
+	if err := socksAuth(conn, buf, c.user, c.pass, trusted); err != nil {
 		c.log.Debug("socks5 handshake failed", "client", conn.RemoteAddr().String(), "err", err)
 		return
 	}

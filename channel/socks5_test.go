@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 )
@@ -116,9 +117,50 @@ func FuzzSOCKSAuth(f *testing.F) {
 			io.Reader
 			io.Writer
 		}{bytes.NewReader(data), io.Discard}
-		err := socksAuth(rw, make([]byte, socksBufSize), user, pass)
+		err := socksAuth(rw, make([]byte, socksBufSize), user, pass, nil)
 		if err == nil && !bytes.Contains(data, pass) {
 			t.Fatalf("authenticated without the password: %q", data)
 		}
 	})
+}
+
+func TestSOCKSTrustSameUser(t *testing.T) {
+	trusting, _, _ := startChannel(t, func(c *Config) { c.TrustSameUser = true })
+	strict, _, _ := startChannel(t, nil)
+	for _, tc := range []struct {
+		c    *Channel
+		want byte
+	}{{trusting, 0x00}, {strict, 0xFF}} {
+		conn, err := net.Dial("tcp", tc.c.SOCKSAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Offer "no authentication" only, as a process of our own user.
+		if got := socksGreet(t, conn, 0x00); got != tc.want {
+			t.Errorf("method %#x, want %#x", got, tc.want)
+		}
+		conn.Close()
+	}
+}
+
+func TestSocketUIDOfOtherUser(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, _ := ln.Accept()
+	defer s.Close()
+	uid, err := socketUID(c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
+	if err != nil || uid != os.Getuid() {
+		t.Fatalf("uid %d, %v", uid, err)
+	}
+	if !sameUserPeer(s) {
+		t.Fatal("own socket not recognised")
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tether-dev/tether/launch"
+	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
 )
@@ -27,6 +29,10 @@ type Env struct {
 	Workspace *workspace.Workspace
 	Client    Client
 	Log       *slog.Logger
+	// Launches holds this client's sessions; they end with the client.
+	Launches *launch.Manager
+	// Prompts asks the client's user (host keys, passwords).
+	Prompts sshplugin.Prompts
 }
 
 // Method is a registered request handler.

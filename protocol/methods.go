@@ -79,6 +79,9 @@ type ProxyDeleteParams struct {
 type ProxyTestParams struct {
 	WorkDoneProgressParams
 	Name string `json:"name"`
+	// Target is host:port for the test dial; default: the proxy machine's
+	// own SSH address as seen from itself.
+	Target string `json:"target,omitempty"`
 }
 
 // ProxyTestResult (proxy/test): the steps in order; the first failing one
@@ -116,7 +119,8 @@ type InterconnectStatusResult struct {
 // TunnelStatus is one tunnel's health. It is also the params of the
 // interconnect/status notification sent on every state change.
 type TunnelStatus struct {
-	Proxy string `json:"proxy"`
+	SessionID string `json:"sessionId,omitempty"`
+	Proxy     string `json:"proxy"`
 	// State: connecting, connected, reconnecting, closed.
 	State string `json:"state"`
 	Since string `json:"since"` // RFC 3339
@@ -208,4 +212,18 @@ type DebugForwardResult struct {
 // DebugUnforwardParams (debug/unforward).
 type DebugUnforwardParams struct {
 	ForwardID string `json:"forwardId"`
+}
+
+// ConnectionRecord (interconnect/connection notification): one connection
+// of the app, when it ends or fails.
+type ConnectionRecord struct {
+	SessionID  string `json:"sessionId"` // the launch or prepared session
+	Target     string `json:"target"`    // host:port as the app asked
+	Route      string `json:"route"`     // tunnel or direct
+	Sent       int64  `json:"sent"`      // bytes app -> target
+	Received   int64  `json:"received"`  // bytes target -> app
+	DurationMs int64  `json:"durationMs"`
+	// Error explains a failure: "10.10.0.7:3306 refused by the proxy
+	// machine", "db.vpc.internal: no such host on the proxy machine".
+	Error string `json:"error,omitempty"`
 }

@@ -22,6 +22,10 @@ const (
 
 	MethodLogMessage         = "window/logMessage"
 	MethodShowMessageRequest = "window/showMessageRequest"
+	// MethodShowInputRequest asks the user to type an answer (an SSH
+	// password, a key passphrase, a keyboard-interactive challenge). Not in
+	// LSP; named after window/showMessageRequest.
+	MethodShowInputRequest = "window/showInputRequest"
 
 	MethodProxyList   = "proxy/list"
 	MethodProxySave   = "proxy/save"
@@ -35,7 +39,10 @@ const (
 	MethodRunConfigValidate = "runConfig/validate"
 
 	MethodInterconnectSet    = "interconnect/set"
-	MethodInterconnectStatus = "interconnect/status"
+	MethodInterconnectStatus = "interconnect/status" // request, and notification on every tunnel state change
+	// MethodInterconnectConnection is a notification for each connection
+	// that went through the channel: the connection log.
+	MethodInterconnectConnection = "interconnect/connection"
 
 	MethodLaunchPrepare = "launch/prepare"
 	MethodLaunchRelease = "launch/release"
@@ -65,6 +72,7 @@ const (
 	CodeUnauthorized     = 1004 // the token in initializationOptions is missing or wrong
 	CodeInvalidState     = 1005 // e.g. a second initialize, or a request after shutdown
 	CodeNotSupported     = 1006 // valid, but this build cannot do it
+	CodeLaunchFailed     = 2001 // the tunnel or the app could not be started: the message says why and what to do
 )
 
 // ErrorData is the data member of Tether's error replies.
@@ -201,4 +209,17 @@ type ShowMessageRequestParams struct {
 // or null.
 type MessageActionItem struct {
 	Title string `json:"title"`
+}
+
+// ShowInputRequestParams (window/showInputRequest, server to client). The
+// client replies {"value": "..."}, or null when the user cancels.
+type ShowInputRequestParams struct {
+	Message string `json:"message"`
+	// Secret: hide what is typed (passwords, passphrases).
+	Secret bool `json:"secret"`
+}
+
+// ShowInputResult is the reply to window/showInputRequest.
+type ShowInputResult struct {
+	Value string `json:"value"`
 }

@@ -18,6 +18,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/tether-dev/tether/handlers"
+	"github.com/tether-dev/tether/launch"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
@@ -92,7 +93,31 @@ func (s *session) serve(ctx context.Context, rwc io.ReadWriteCloser) int {
 }
 
 // closeAll ends everything the session started.
-func (s *session) closeAll() {}
+func (s *session) closeAll() {
+	s.mu.Lock()
+	env := s.env
+	s.mu.Unlock()
+	if env != nil {
+		env.Launches.CloseAll()
+	}
+}
+
+// hooks send a session's events to its client.
+func (s *session) hooks() launch.Hooks {
+	notify := func(method string, params any) {
+		_ = s.conn.Notify(context.Background(), method, params)
+	}
+	return launch.Hooks{
+		Prompts:       handlers.NewPrompts(sessionClient{s}),
+		OnState:       func(st protocol.TunnelStatus) { notify(protocol.MethodInterconnectStatus, st) },
+		OnConn:        func(r protocol.ConnectionRecord) { notify(protocol.MethodInterconnectConnection, r) },
+		OnLaunchState: func(p protocol.LaunchStateParams) { notify(protocol.MethodLaunchState, p) },
+		OnOutput: func(id, stream string, data []byte) {
+			notify(protocol.MethodLaunchOutput, protocol.LaunchOutputParams{LaunchID: id, Stream: stream, Text: string(data)})
+		},
+		Logger: s.log,
+	}
+}
 
 type preempter struct{ s *session }
 
@@ -148,6 +173,7 @@ func (s *session) handle(rctx context.Context, req *jsonrpc2.Request) (result an
 		}
 		s.state.Store(stateShutdown)
 		s.cancel() // stops everything in flight; exit follows
+		s.closeAll()
 		return nil, nil
 	case protocol.MethodExit:
 		code := 1
@@ -223,7 +249,9 @@ func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
 			s.log.Warn("client refused: wrong or missing token")
-			go func() { _ = s.conn.Close() }()
+			// Close once the error reply is out; nothing else is answered.
+			s.state.Store(stateShutdown)
+			time.AfterFunc(time.Second, func() { s.cancel(); _ = s.conn.Close() })
 			return nil, rpcError(protocol.CodeUnauthorized,
 				"initializationOptions.token is missing or wrong: read it from the token file that tether serve printed", "user")
 		}
@@ -236,7 +264,10 @@ func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
 		s.srv.watchParent(*p.ProcessID)
 	}
 	s.mu.Lock()
-	s.env = &handlers.Env{Workspace: &workspace.Workspace{Dir: dir}, Client: sessionClient{s}, Log: s.log}
+	ws := &workspace.Workspace{Dir: dir}
+	h := s.hooks()
+	s.env = &handlers.Env{Workspace: ws, Client: sessionClient{s}, Log: s.log,
+		Launches: launch.NewManager(ws, h), Prompts: h.Prompts}
 	s.mu.Unlock()
 	s.state.Store(stateInitialized)
 	client := "unknown client"

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/tether-dev/tether/agent"
+)
+
+func runSSH(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("ssh", "--listen ADDR --authorized-keys FILE [--host-key FILE] [--idle-exit 60s]",
+		"Serve Tether's SSH tunnel: public-key authentication only, TCP forwarding\n"+
+			"(direct-tcpip, tcpip-forward) and nothing else: no shell, no commands.", stdout, stderr)
+	listen := fs.String("listen", ":2222", "`ADDR` to listen on")
+	authFile := fs.String("authorized-keys", "", "authorized_keys `FILE` with the client public keys (required)")
+	hostKeyFile := fs.String("host-key", "", "host private key `FILE` (OpenSSH or PEM, unencrypted); default: a new ed25519 key in memory")
+	idle := fs.Duration("idle-exit", 0, "exit after `DURATION` without a connected client, e.g. 60s (0 = never)")
+	logLevel := logFlag(fs)
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if *authFile == "" {
+		fmt.Fprintln(stderr, "tether-agent ssh: --authorized-keys is required")
+		fs.Usage()
+		return errUsage
+	}
+	if *idle < 0 {
+		return fmt.Errorf("--idle-exit %v: must not be negative", *idle)
+	}
+	log, err := newLogger(*logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(*authFile)
+	if err != nil {
+		return err
+	}
+	keys, err := agent.ParseAuthorizedKeys(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *authFile, err)
+	}
+	var hostKey ssh.Signer
+	if *hostKeyFile != "" {
+		pem, err := os.ReadFile(*hostKeyFile)
+		if err != nil {
+			return err
+		}
+		if hostKey, err = ssh.ParsePrivateKey(pem); err != nil {
+			return fmt.Errorf("%s: %w", *hostKeyFile, err)
+		}
+	} else if hostKey, _, err = agent.NewKey(""); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "tether-agent: host key %s %s\n", hostKey.PublicKey().Type(), ssh.FingerprintSHA256(hostKey.PublicKey()))
+	fmt.Fprintf(stderr, "tether-agent: listening on %s (%d authorized keys", ln.Addr(), len(keys))
+	if *idle > 0 {
+		fmt.Fprintf(stderr, ", idle exit after %v", *idle)
+	}
+	fmt.Fprintln(stderr, ")")
+	err = agent.ServeSSH(ctx, ln, agent.SSHServerConfig{
+		HostKey:        hostKey,
+		AuthorizedKeys: keys,
+		IdleExit:       *idle,
+		Logger:         log,
+	})
+	if errors.Is(err, agent.ErrIdleExit) {
+		fmt.Fprintf(stderr, "tether-agent: no client for %v: exiting\n", idle.Round(time.Millisecond))
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,76 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tether-dev/tether/launch"
+	"github.com/tether-dev/tether/protocol"
+	"github.com/tether-dev/tether/workspace"
+)
+
+func init() {
+	launchTypes = append(launchTypes, protocol.TypeJava, protocol.TypeExec)
+	proxyKinds = append(proxyKinds, "ssh")
+	register(protocol.MethodLaunchPrepare, Method{Async: true, Handle: typed(launchPrepare)})
+	register(protocol.MethodLaunchRelease, Method{Async: true, Handle: typed(launchRelease)})
+	register(protocol.MethodLaunchStart, Method{Async: true, Handle: typed(launchStart)})
+	register(protocol.MethodLaunchStop, Method{Async: true, Handle: typed(launchStop)})
+}
+
+func launchPrepare(ctx context.Context, env *Env, p *protocol.LaunchPrepareParams) (any, error) {
+	if err := required("config", p.Config); err != nil {
+		return nil, err
+	}
+	return launchError(env.Launches.Prepare(ctx, p.Config, p.Debug))
+}
+
+func launchRelease(ctx context.Context, env *Env, p *protocol.LaunchReleaseParams) (any, error) {
+	if err := required("sessionId", p.SessionID); err != nil {
+		return nil, err
+	}
+	return launchError[any](nil, env.Launches.Release(p.SessionID))
+}
+
+func launchStart(ctx context.Context, env *Env, p *protocol.LaunchStartParams) (any, error) {
+	if err := required("config", p.Config); err != nil {
+		return nil, err
+	}
+	l, err := env.Launches.Start(ctx, p.Config, p.Debug)
+	if err != nil {
+		return launchError[any](nil, err)
+	}
+	return protocol.LaunchStartResult{LaunchID: l.ID}, nil
+}
+
+func launchStop(ctx context.Context, env *Env, p *protocol.LaunchStopParams) (any, error) {
+	if err := required("launchId", p.LaunchID); err != nil {
+		return nil, err
+	}
+	return launchError[any](nil, env.Launches.Stop(p.LaunchID))
+}
+
+// launchError gives launch failures their code and category.
+func launchError[T any](v T, err error) (any, error) {
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, launch.ErrUnknownSession):
+		return nil, &Error{Code: protocol.CodeNotFound, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
+	case errors.Is(err, launch.ErrNotSupported):
+		return nil, &Error{Code: protocol.CodeNotSupported, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
+	}
+	var ps workspace.Problems
+	if errors.As(err, &ps) {
+		e := AsError(err)
+		e.Message = fmt.Sprintf("the run configuration is invalid: %s", err)
+		return nil, e
+	}
+	e := AsError(err)
+	if e.Code == protocol.CodeInternalError {
+		// Network, remote machine, local tool: not a bug in Tether.
+		e.Code = protocol.CodeLaunchFailed
+	}
+	return nil, e
+}

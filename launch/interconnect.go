@@ -1,0 +1,220 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tether-dev/tether/channel"
+	sshplugin "github.com/tether-dev/tether/plugins/ssh"
+	"github.com/tether-dev/tether/progress"
+	"github.com/tether-dev/tether/protocol"
+	"github.com/tether-dev/tether/tunnel"
+	"github.com/tether-dev/tether/workspace"
+)
+
+// Hooks connect a session to whoever watches it: the IDE (JSON-RPC
+// notifications and questions) or the terminal.
+type Hooks struct {
+	// Prompts answers unknown host keys and asks for secrets; nil refuses.
+	Prompts sshplugin.Prompts
+	// OnState is called on every tunnel state change.
+	OnState func(protocol.TunnelStatus)
+	// OnConn is called for every connection that went through the channel.
+	OnConn func(protocol.ConnectionRecord)
+	// OnOutput receives the app's output (launches only).
+	OnOutput func(launchID, stream string, data []byte)
+	// OnLaunchState receives launch state changes (launches only).
+	OnLaunchState func(protocol.LaunchStateParams)
+	Logger        *slog.Logger
+}
+
+func (h *Hooks) logger() *slog.Logger {
+	if h.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return h.Logger
+}
+
+// Interconnect is an open way into the cloud for one session: the tunnel to
+// a proxy and the local channel service (SOCKS5 and HTTP proxy on loopback)
+// that routes the app's connections through it.
+type Interconnect struct {
+	ID      string
+	Proxy   string
+	Tunnel  tunnel.Tunnel
+	Channel *channel.Channel
+
+	unwatch func()
+	mu      sync.Mutex
+	status  protocol.TunnelStatus
+}
+
+// ErrNotSupported is returned for things this build cannot do yet.
+var ErrNotSupported = errors.New("not supported by this build")
+
+// OpenInterconnect opens the tunnel to px and starts the channel. Paths in
+// px resolve against the workspace directory.
+func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id string, h Hooks) (*Interconnect, error) {
+	log := h.logger().With("proxy", px.Name, "session", id)
+	var tun tunnel.Tunnel
+	switch {
+	case px.SSH != nil:
+		cfg := sshConfig(dir, px.SSH)
+		cfg.Prompts = h.Prompts
+		var opening atomic.Bool
+		opening.Store(true)
+		cfg.Progress = func(msg string) {
+			if opening.Load() {
+				progress.Report(ctx, "%s", msg)
+			}
+			log.Info(msg)
+		}
+		progress.Report(ctx, "connecting to proxy %s (%s)", px.Name, px.SSH.Host)
+		t, err := sshplugin.Open(ctx, cfg)
+		opening.Store(false)
+		if err != nil {
+			return nil, fmt.Errorf("proxy %s: %w", px.Name, err)
+		}
+		tun = t
+	case px.Kubernetes != nil:
+		return nil, fmt.Errorf("proxy %s: kubernetes proxies are %w", px.Name, ErrNotSupported)
+	default:
+		return nil, fmt.Errorf("proxy %s has neither ssh nor kubernetes settings", px.Name)
+	}
+	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun,
+		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
+	var routes channel.Routes
+	routeAll := true
+	if px.Routes != nil && (len(px.Routes.CIDRs) > 0 || len(px.Routes.Domains) > 0) {
+		r, err := channel.ParseRoutes(px.Routes.CIDRs, px.Routes.Domains)
+		if err != nil {
+			tun.Close()
+			return nil, fmt.Errorf("proxy %s routes: %w", px.Name, err)
+		}
+		routes, routeAll = r, false
+	}
+	ch, err := channel.Start(context.WithoutCancel(ctx), channel.Config{
+		Tunnel: tun, Routes: routes, RouteAll: routeAll, Logger: log, TrustSameUser: true,
+		OnConn: func(r channel.Record) {
+			if h.OnConn != nil {
+				h.OnConn(protocol.ConnectionRecord{SessionID: id, Target: r.Target, Route: r.Route, Sent: r.Sent,
+					Received: r.Received, DurationMs: r.Duration.Milliseconds(), Error: r.Err})
+			}
+		},
+	})
+	if err != nil {
+		tun.Close()
+		return nil, err
+	}
+	ic.Channel = ch
+	ic.unwatch = tun.Watch(func(e tunnel.Event) {
+		st := protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(e.State), Since: e.Time.UTC().Format(time.RFC3339)}
+		if e.Err != nil {
+			st.Error = e.Err.Error()
+		}
+		ic.mu.Lock()
+		ic.status = st
+		ic.mu.Unlock()
+		log.Info("tunnel "+string(e.State), "error", st.Error)
+		if h.OnState != nil {
+			h.OnState(st)
+		}
+	})
+	log.Info("interconnect open", "socks5", ch.SOCKSAddr(), "http", ch.HTTPAddr())
+	return ic, nil
+}
+
+// Status is the tunnel's current state.
+func (ic *Interconnect) Status() protocol.TunnelStatus {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	return ic.status
+}
+
+// Close closes the channel and the tunnel.
+func (ic *Interconnect) Close() error {
+	if ic.unwatch != nil {
+		ic.unwatch()
+	}
+	err := ic.Channel.Close()
+	if terr := ic.Tunnel.Close(); err == nil {
+		err = terr
+	}
+	return err
+}
+
+// JVMArgs route a JVM's blocking sockets (java.net.Socket, HttpURLConnection,
+// JDBC drivers) through the channel's SOCKS5 port. A name that does not
+// resolve locally is sent to the proxy unresolved, so private DNS names
+// resolve on the far side.
+//
+// No credentials: the JDK's SOCKS client ignores java.net.socks.username
+// and .password (it only asks an application Authenticator, else sends
+// user.name with no password), so the channel lets sockets of the same OS
+// user in without them (channel.Config.TrustSameUser) and putting a
+// password on the command line would only show it in ps.
+func (ic *Interconnect) JVMArgs() []string {
+	host, port, _ := net.SplitHostPort(ic.Channel.SOCKSAddr())
+	return []string{
+		"-DsocksProxyHost=" + host,
+		"-DsocksProxyPort=" + port,
+		"-DsocksProxyVersion=5",
+		// Loopback never goes through the proxy (the IDE debugger, local services).
+		"-DsocksNonProxyHosts=localhost|127.*|[::1]",
+	}
+}
+
+// ProxyEnv is the environment that routes curl, Go, Python, Node... through
+// the channel: ALL_PROXY (SOCKS5 with remote name resolution) and the HTTP
+// proxy variables, in both cases.
+func (ic *Interconnect) ProxyEnv() map[string]string {
+	cred := ic.Channel.Username() + ":" + ic.Channel.Password()
+	socks := "socks5h://" + cred + "@" + ic.Channel.SOCKSAddr()
+	http := "http://" + cred + "@" + ic.Channel.HTTPAddr()
+	noProxy := "localhost,127.0.0.1,::1"
+	env := map[string]string{}
+	for k, v := range map[string]string{"ALL_PROXY": socks, "HTTP_PROXY": http, "HTTPS_PROXY": http, "NO_PROXY": noProxy} {
+		env[k] = v
+		env[strings.ToLower(k)] = v
+	}
+	return env
+}
+
+func sshConfig(dir string, s *workspace.SSHProxy) sshplugin.Config {
+	cfg := sshplugin.Config{Host: s.Host, Port: s.Port, User: s.User, StrictHostKeyChecking: s.StrictHostKeyChecking,
+		ProxyJump: s.ProxyJump, KnownHostsFile: resolvePath(dir, s.KnownHostsFile)}
+	if s.IdentityFile != "" {
+		cfg.IdentityFiles = []string{resolvePath(dir, s.IdentityFile)}
+	}
+	if v := os.Getenv("TETHER_SSH_CONFIG"); v != "" {
+		cfg.SSHConfigFile = v
+	}
+	return cfg
+}
+
+// resolvePath resolves ~ against home and relative paths against dir.
+func resolvePath(dir, p string) string {
+	switch {
+	case p == "":
+		return ""
+	case p == "~" || strings.HasPrefix(p, "~/"):
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, strings.TrimPrefix(p, "~"))
+		}
+		return p
+	case filepath.IsAbs(p):
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }

@@ -1,0 +1,289 @@
+package launch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/progress"
+	"github.com/tether-dev/tether/protocol"
+	"github.com/tether-dev/tether/workspace"
+)
+
+// StopGrace is how long an app gets after SIGTERM before SIGKILL.
+const StopGrace = 5 * time.Second
+
+// ErrUnknownSession is returned for a session or launch id that is not open.
+var ErrUnknownSession = errors.New("no such session")
+
+// Manager owns the sessions of one client (an IDE connection, or the CLI):
+// prepared interconnects and running launches. CloseAll ends them all, so
+// nothing outlives the client.
+type Manager struct {
+	Workspace *workspace.Workspace
+	Hooks     Hooks
+
+	mu       sync.Mutex
+	closed   bool
+	prepared map[string]*Interconnect
+	launches map[string]*Launch
+}
+
+// NewManager returns a manager for one client.
+func NewManager(ws *workspace.Workspace, h Hooks) *Manager {
+	return &Manager{Workspace: ws, Hooks: h, prepared: map[string]*Interconnect{}, launches: map[string]*Launch{}}
+}
+
+func newID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// resolve loads a run configuration and its proxy.
+func (m *Manager) resolve(name string) (*workspace.RunConfig, *workspace.Proxy, error) {
+	s, err := m.Workspace.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, ok := s.File.Config(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("no run configuration named %q: %w", name, workspace.ErrNotFound)
+	}
+	if ps := s.File.ValidateConfig(rc); len(ps) > 0 {
+		return nil, nil, ps
+	}
+	if rc.Interconnect == nil || !rc.Interconnect.Enabled {
+		return rc, nil, nil
+	}
+	px, _ := s.File.Proxy(rc.Interconnect.Proxy)
+	if ps := workspace.ValidateProxy(px); len(ps) > 0 {
+		return nil, nil, fmt.Errorf("proxy %s: %w", px.Name, ps)
+	}
+	return rc, px, nil
+}
+
+func (m *Manager) open(ctx context.Context, px *workspace.Proxy, id string) (*Interconnect, error) {
+	if px == nil {
+		return nil, nil
+	}
+	return OpenInterconnect(ctx, m.Workspace.Dir, px, id, m.Hooks)
+}
+
+// Prepare opens the interconnect of a configuration for an IDE that starts
+// the process itself, and returns what to add to it. The session lives
+// until Release or CloseAll.
+func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protocol.LaunchPrepareResult, error) {
+	rc, px, err := m.resolve(name)
+	if err != nil {
+		return protocol.LaunchPrepareResult{}, err
+	}
+	id := newID("s-")
+	ic, err := m.open(ctx, px, id)
+	if err != nil {
+		return protocol.LaunchPrepareResult{}, err
+	}
+	inj, err := Inject(rc, ic, debug)
+	if err != nil {
+		closeIC(ic)
+		return protocol.LaunchPrepareResult{}, err
+	}
+	if ic != nil && !m.keep(func() { m.prepared[id] = ic }) {
+		closeIC(ic)
+		return protocol.LaunchPrepareResult{}, errors.New("the client is going away")
+	}
+	return protocol.LaunchPrepareResult{SessionID: id, VMArgs: inj.VMArgs, Env: inj.Env, DebugAddress: inj.DebugAddress}, nil
+}
+
+// keep runs add under the lock unless the manager is closed.
+func (m *Manager) keep(add func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	add()
+	return true
+}
+
+// Release closes a prepared session.
+func (m *Manager) Release(id string) error {
+	m.mu.Lock()
+	ic := m.prepared[id]
+	delete(m.prepared, id)
+	m.mu.Unlock()
+	if ic == nil {
+		// A session prepared with interconnect off has nothing to release.
+		if strings.HasPrefix(id, "s-") {
+			return nil
+		}
+		return fmt.Errorf("session %q: %w", id, ErrUnknownSession)
+	}
+	return ic.Close()
+}
+
+// Launch is an app started by the backend.
+type Launch struct {
+	ID      string
+	Config  string
+	ic      *Interconnect
+	proc    *Process
+	done    chan struct{}
+	summary channel.Summary
+}
+
+// Done is closed when the app has exited and its interconnect is closed.
+func (l *Launch) Done() <-chan struct{} { return l.done }
+
+// ExitCode is valid after Done.
+func (l *Launch) ExitCode() int { return l.proc.ExitCode() }
+
+// Summary is the connection summary, valid after Done.
+func (l *Launch) Summary() channel.Summary { return l.summary }
+
+// Interconnect is the launch's interconnect, nil when it is off.
+func (l *Launch) Interconnect() *Interconnect { return l.ic }
+
+// Stop stops the app (SIGTERM to its process group, SIGKILL after grace).
+func (l *Launch) Stop() { l.proc.Stop(StopGrace) }
+
+// Start opens the interconnect, starts the app and returns once it runs.
+// Failures before that are returned (and reported as state failed).
+func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, error) {
+	id := newID("l-")
+	state := func(p protocol.LaunchStateParams) {
+		p.LaunchID = id
+		if m.Hooks.OnLaunchState != nil {
+			m.Hooks.OnLaunchState(p)
+		}
+	}
+	fail := func(err error) (*Launch, error) {
+		state(protocol.LaunchStateParams{State: protocol.StateFailed, Message: err.Error()})
+		return nil, err
+	}
+	state(protocol.LaunchStateParams{State: protocol.StateStarting})
+	rc, px, err := m.resolve(name)
+	if err != nil {
+		return fail(err)
+	}
+	if px != nil {
+		state(protocol.LaunchStateParams{State: protocol.StateConnecting})
+	}
+	ic, err := m.open(ctx, px, id)
+	if err != nil {
+		return fail(err)
+	}
+	inj, err := Inject(rc, ic, debug)
+	if err != nil {
+		closeIC(ic)
+		return fail(err)
+	}
+	spec, err := Command(m.Workspace.Dir, rc, inj)
+	if err != nil {
+		closeIC(ic)
+		return fail(err)
+	}
+	progress.Report(ctx, "starting %s", spec.Argv[0])
+	l := &Launch{ID: id, Config: name, ic: ic, done: make(chan struct{})}
+	var debugOnce sync.Once
+	out := func(stream string, data []byte) {
+		if m.Hooks.OnOutput != nil {
+			m.Hooks.OnOutput(id, stream, data)
+		}
+		if inj.DebugAddress != "" && jdwpListening.Match(data) {
+			debugOnce.Do(func() {
+				state(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: inj.DebugAddress})
+			})
+		}
+	}
+	proc, err := StartProcess(spec, out)
+	if err != nil {
+		closeIC(ic)
+		return fail(err)
+	}
+	l.proc = proc
+	if !m.keep(func() { m.launches[id] = l }) {
+		proc.Stop(StopGrace)
+		closeIC(ic)
+		return fail(errors.New("the client is going away"))
+	}
+	m.Hooks.logger().Info("app started", "launch", id, "config", name, "pid", proc.Pid())
+	state(protocol.LaunchStateParams{State: protocol.StateRunning})
+	go func() {
+		<-proc.Done()
+		if ic != nil {
+			l.summary = ic.Channel.Summary()
+			closeIC(ic)
+		}
+		m.mu.Lock()
+		delete(m.launches, id)
+		m.mu.Unlock()
+		code := proc.ExitCode()
+		state(protocol.LaunchStateParams{State: protocol.StateExited, ExitCode: &code})
+		close(l.done)
+	}()
+	return l, nil
+}
+
+// Stop stops a launch and waits for it to end.
+func (m *Manager) Stop(id string) error {
+	m.mu.Lock()
+	l := m.launches[id]
+	m.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("launch %q: %w", id, ErrUnknownSession)
+	}
+	l.Stop()
+	<-l.done
+	return nil
+}
+
+// Status lists the tunnels of all sessions.
+func (m *Manager) Status() []protocol.TunnelStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []protocol.TunnelStatus{}
+	for _, ic := range m.prepared {
+		out = append(out, ic.Status())
+	}
+	for _, l := range m.launches {
+		if l.ic != nil {
+			out = append(out, l.ic.Status())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SessionID < out[j].SessionID })
+	return out
+}
+
+// CloseAll stops every launch and closes every session; the manager takes
+// no new ones.
+func (m *Manager) CloseAll() {
+	m.mu.Lock()
+	m.closed = true
+	prepared, launches := m.prepared, m.launches
+	m.prepared, m.launches = map[string]*Interconnect{}, map[string]*Launch{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range launches {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.Stop(); <-l.done }()
+	}
+	for _, ic := range prepared {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = ic.Close() }()
+	}
+	wg.Wait()
+}
+
+func closeIC(ic *Interconnect) {
+	if ic != nil {
+		_ = ic.Close()
+	}
+}

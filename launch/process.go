@@ -1,0 +1,142 @@
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Spec is a process to run.
+type Spec struct {
+	Argv []string
+	Env  []string // the whole environment
+	Dir  string
+}
+
+// Process is an app started in its own process group, so that stopping it
+// stops its children too.
+type Process struct {
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exitCode int
+	err      error
+	stopOnce sync.Once
+}
+
+// StartProcess starts spec; out receives stdout and stderr chunks as they
+// come (stream "stdout" or "stderr"). The process is killed if the backend
+// dies (Linux parent-death signal).
+func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, error) {
+	if len(spec.Argv) == 0 {
+		return nil, errors.New("nothing to run")
+	}
+	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	cmd.Env = spec.Env
+	cmd.Dir = spec.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	// Pdeathsig fires when the starting thread exits; keep it for the start.
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Argv[0], err)
+	}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	pump := func(name string, r io.Reader) {
+		defer wg.Done()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 && out != nil {
+				out(name, append([]byte(nil), buf[:n]...))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	wg.Add(2)
+	go pump("stdout", stdout)
+	go pump("stderr", stderr)
+	go func() {
+		state, err := cmd.Process.Wait()
+		// Whatever the app left running in its group goes with it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		wg.Wait()
+		stdout.Close()
+		stderr.Close()
+		p.err = err
+		p.exitCode = -1
+		if state != nil {
+			p.exitCode = state.ExitCode()
+			if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				p.exitCode = 128 + int(ws.Signal())
+			}
+		}
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid is the process id (and process group id).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited and its output is read.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitCode is valid after Done: the exit code, or 128+signal.
+func (p *Process) ExitCode() int { return p.exitCode }
+
+// Stop sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *Process) Stop(grace time.Duration) {
+	p.stopOnce.Do(func() {
+		pgid := p.cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+}
+
+// environ merges extra variables into the backend's environment.
+func environ(extra ...map[string]string) []string {
+	env := os.Environ()
+	idx := map[string]int{}
+	for i, kv := range env {
+		for j := 0; j < len(kv); j++ {
+			if kv[j] == '=' {
+				idx[kv[:j]] = i
+				break
+			}
+		}
+	}
+	for _, m := range extra {
+		for k, v := range m {
+			if i, ok := idx[k]; ok {
+				env[i] = k + "=" + v
+			} else {
+				idx[k] = len(env)
+				env = append(env, k+"="+v)
+			}
+		}
+	}
+	return env
+}
