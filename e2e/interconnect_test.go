@@ -409,3 +409,39 @@ func TestConnectBulkAndConcurrent(t *testing.T) {
 		t.Fatalf("%d of 1000 concurrent connections failed\n%s", failed.Load(), stderr.String())
 	}
 }
+
+// TestReconnectKeepsApp: sshd dies under a prepared session; the IDE sees
+// the tunnel go reconnecting and back to connected, and the app's next
+// connections work without restarting it.
+func TestReconnectKeepsApp(t *testing.T) {
+	w := startCloudWS(t, true)
+	p := startServe(t, "--workspace", w.dir)
+	initialize(t, p.Client, map[string]any{})
+	ctx := ctxT(t)
+	var prep protocol.LaunchPrepareResult
+	if err := p.Call(ctx, "launch/prepare", map[string]any{"config": "probe"}, &prep); err != nil {
+		t.Fatal(err)
+	}
+	w.cloud.StopSSHD()
+	state := func(s string) func(client.Message) bool {
+		return func(m client.Message) bool {
+			return m.Method == "interconnect/status" && strings.Contains(string(m.Params), `"state":"`+s+`"`)
+		}
+	}
+	if _, err := p.WaitNotification(ctx, state("reconnecting")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cloud.StartSSHD(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitNotification(ctx, state("connected")); err != nil {
+		t.Fatal(err)
+	}
+	_, httpPort, _ := net.SplitHostPort(w.cloud.HTTPAddr)
+	_, echoPort, _ := net.SplitHostPort(w.cloud.EchoAddr)
+	args := append(prep.VMArgs, "-cp", filepath.Join(w.dir, "classes"), "Probe", "http://"+w.cloud.HTTPAddr+"/",
+		"http://"+w.cloud.HTTPName+":"+httpPort+"/", w.cloud.DBName+":"+echoPort)
+	if out, err := exec.CommandContext(ctx, "java", args...).CombinedOutput(); err != nil {
+		t.Fatalf("after reconnect: %v\n%s", err, out)
+	}
+}

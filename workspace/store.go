@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
@@ -27,6 +28,26 @@ var ErrNotFound = errors.New("not found")
 // Workspace is a directory holding tether.yaml.
 type Workspace struct {
 	Dir string
+
+	mu     sync.Mutex
+	cached *Snapshot
+	stamp  fileStamp
+}
+
+// fileStamp identifies a version of the file without reading it; every
+// save replaces the file (new inode).
+type fileStamp struct {
+	ino, size int64
+	mtime     int64
+	ctime     int64
+}
+
+func stampOf(path string) (fileStamp, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileStamp{}, false
+	}
+	return fileStamp{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, true
 }
 
 // Path is the workspace file's path.
@@ -59,8 +80,27 @@ func revision(data []byte) string {
 
 // Load reads the workspace file. A missing file is an empty workspace. A
 // file with problems still loads as far as it can; the problems are in the
-// snapshot.
+// snapshot. The snapshot is shared: callers must not modify it. An
+// unchanged file (same inode, size and times) is not parsed again.
 func (w *Workspace) Load() (*Snapshot, error) {
+	st, ok := stampOf(w.Path())
+	w.mu.Lock()
+	if ok && w.cached != nil && w.stamp == st {
+		s := w.cached
+		w.mu.Unlock()
+		return s, nil
+	}
+	w.mu.Unlock()
+	s, err := w.load()
+	if err == nil && ok {
+		w.mu.Lock()
+		w.cached, w.stamp = s, st
+		w.mu.Unlock()
+	}
+	return s, err
+}
+
+func (w *Workspace) load() (*Snapshot, error) {
 	data, err := os.ReadFile(w.Path())
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Snapshot{File: File{Version: CurrentVersion}, Revision: revision(nil)}, nil
@@ -138,7 +178,7 @@ func (w *Workspace) update(rev string, m mutation) (*Snapshot, error) {
 		return nil, err
 	}
 	defer unlock()
-	s, err := w.Load()
+	s, err := w.load() // never the shared snapshot: the mutation edits it
 	if err != nil {
 		return nil, err
 	}
