@@ -5,12 +5,13 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test unit fuzz-short fuzz lint bench demo clean
+.PHONY: all build deps test fuzz-short fuzz lint bench demo demo-ide clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether ./cmd/tether
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether-agent ./cmd/tether-agent
 
 deps:
 	./scripts/deps.sh
@@ -40,9 +41,13 @@ lint: deps
 bench: deps build
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m ./e2e/
 
-# The main job until the SSH interconnect lands: an IDE-like client drives a
-# real `tether serve` on stdio.
-demo: build
+# The main job: a sandbox cloud (tether-agent as an SSH proxy machine on
+# loopback) and the sample Java app launched through it with interconnect.
+demo: deps build
+	./scripts/demo.sh
+
+# An IDE-like client driving a real `tether serve` on stdio.
+demo-ide: build
 	$(GO) run ./examples/ideclient -tether bin/tether
 
 clean:

@@ -32,6 +32,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build tether:", err)
 		os.Exit(1)
 	}
+	agentBin = filepath.Join(dir, "tether-agent")
+	cmd = exec.Command("go", "build", "-o", agentBin, "../cmd/tether-agent")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build tether-agent:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
