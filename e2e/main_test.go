@@ -16,6 +16,7 @@ import (
 var (
 	raceFlag  []string
 	tetherBin string
+	agentBin  string
 )
 
 func TestMain(m *testing.M) {
