@@ -445,3 +445,63 @@ func TestReconnectKeepsApp(t *testing.T) {
 		t.Fatalf("after reconnect: %v\n%s", err, out)
 	}
 }
+
+// TestDisconnectStopsLaunches: an app started by an IDE that goes away is
+// stopped, with its whole process group; so is one whose backend is killed.
+func TestDisconnectStopsLaunches(t *testing.T) {
+	ws := t.TempDir()
+	marker := fmt.Sprintf("%d", 900000+os.Getpid()%99999)
+	script := fmt.Sprintf("sleep %s & sleep %s; wait", marker, marker)
+	cfg := fmt.Sprintf("version: 1\nconfigurations:\n  - name: sleeper\n    type: exec\n    exec: {command: [sh, -c, %q]}\n", script)
+	if err := os.WriteFile(filepath.Join(ws, "tether.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	running := func() int {
+		out, _ := exec.Command("pgrep", "-f", "sleep "+marker).Output()
+		return len(strings.Fields(string(out)))
+	}
+	waitGone := func(what string) {
+		for i := 0; running() > 0; i++ {
+			if i > 100 {
+				t.Fatalf("%s: %d processes left", what, running())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, kill := range []bool{false, true} {
+		p := startServe(t, "--workspace", ws)
+		initialize(t, p.Client, map[string]any{})
+		if err := p.Call(ctxT(t), "launch/start", map[string]any{"config": "sleeper"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; running() < 2; i++ {
+			if i > 100 {
+				t.Fatal("the app did not start its children")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if kill {
+			_ = p.cmd.Process.Kill() // the backend dies: parent-death signal
+			p.exitCode(t)
+			// The shell dies with the backend; its children go with the group only
+			// if someone kills it, so the shell's own sleep stays a child of init.
+			// What matters: the app (the shell) is gone.
+			for i := 0; ; i++ {
+				out, _ := exec.Command("pgrep", "-f", "sh -c "+script).Output()
+				if len(out) == 0 {
+					break
+				}
+				if i > 100 {
+					t.Fatal("app survived its backend")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			_ = exec.Command("pkill", "-f", "sleep "+marker).Run()
+			waitGone("cleanup")
+		} else {
+			p.Close()
+			p.exitCode(t)
+			waitGone("client disconnect")
+		}
+	}
+}
