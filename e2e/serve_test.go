@@ -505,3 +505,28 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("bad workspace: %s", out)
 	}
 }
+
+// TestIDEProcessEndsItsSessionOnly: with --listen, a client whose IDE
+// process is gone loses its session; the server and other clients go on.
+func TestIDEProcessEndsItsSessionOnly(t *testing.T) {
+	ws := t.TempDir()
+	addr, _ := serveListen(t, ws, "--listen", "unix:"+filepath.Join(t.TempDir(), "s.sock"))
+	ide := exec.Command("sleep", "60")
+	if err := ide.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := dialClient(t, addr)
+	initialize(t, a, map[string]any{"processId": ide.Process.Pid})
+	b := dialClient(t, addr)
+	initialize(t, b, map[string]any{"processId": os.Getpid()})
+	_ = ide.Process.Kill()
+	_ = ide.Wait()
+	select {
+	case <-a.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session of a vanished IDE stayed open")
+	}
+	if err := b.Call(ctxT(t), "runConfig/list", map[string]any{}, nil); err != nil {
+		t.Fatalf("other client: %v", err)
+	}
+}

@@ -30,5 +30,9 @@ func proxyTest(ctx context.Context, env *Env, p *protocol.ProxyTestParams) (any,
 	if !ok {
 		return nil, fmt.Errorf("no proxy named %q: %w", p.Name, workspace.ErrNotFound)
 	}
-	return launch.TestProxy(ctx, env.Workspace.Dir, px, env.Prompts, p.Target), nil
+	res := launch.TestProxy(ctx, env.Workspace.Dir, px, env.Prompts, p.Target)
+	if err := ctx.Err(); err != nil {
+		return nil, err // cancelled: -32800, not a failed step
+	}
+	return res, nil
 }

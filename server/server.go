@@ -181,7 +181,7 @@ func (srv *Server) watchParent(pid int) {
 	srv.watched[pid] = true
 	go func() {
 		for {
-			if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			if !processAlive(pid) {
 				srv.opts.Logger.Warn("IDE process is gone; exiting", "pid", pid)
 				srv.opts.OnParentExit()
 				return
@@ -189,4 +189,8 @@ func (srv *Server) watchParent(pid int) {
 			time.Sleep(time.Second)
 		}
 	}()
+}
+
+func processAlive(pid int) bool {
+	return !errors.Is(unix.Kill(pid, 0), unix.ESRCH)
 }

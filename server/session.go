@@ -92,6 +92,26 @@ func (s *session) serve(ctx context.Context, rwc io.ReadWriteCloser) int {
 	return code
 }
 
+// watchIDE ends the session when the IDE process of initialize's processId
+// is gone (with stdio that ends the backend; a --listen server goes on
+// serving its other clients).
+func (s *session) watchIDE(pid int) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.work.Done():
+			return
+		case <-t.C:
+		}
+		if !processAlive(pid) {
+			s.log.Warn("IDE process is gone; ending its session", "pid", pid)
+			s.exitOnce.Do(func() { s.exited <- 1 })
+			return
+		}
+	}
+}
+
 // closeAll ends everything the session started.
 func (s *session) closeAll() {
 	s.mu.Lock()
@@ -261,7 +281,7 @@ func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
 		return nil, toRPC(handlers.AsError(err))
 	}
 	if p.ProcessID != nil && *p.ProcessID > 0 {
-		s.srv.watchParent(*p.ProcessID)
+		go s.watchIDE(*p.ProcessID)
 	}
 	s.mu.Lock()
 	ws := &workspace.Workspace{Dir: dir}
