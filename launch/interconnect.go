@@ -61,11 +61,10 @@ type Interconnect struct {
 // ErrNotSupported is returned for things this build cannot do yet.
 var ErrNotSupported = errors.New("not supported by this build")
 
-// OpenInterconnect opens the tunnel to px and starts the channel. Paths in
-// px resolve against the workspace directory.
-func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id string, h Hooks) (*Interconnect, error) {
-	log := h.logger().With("proxy", px.Name, "session", id)
-	var tun tunnel.Tunnel
+// OpenTunnel opens the tunnel to px (no channel): for JDWP forwards and
+// the DAP bridge. Paths in px resolve against the workspace directory.
+func OpenTunnel(ctx context.Context, dir string, px *workspace.Proxy, h Hooks) (tunnel.Tunnel, error) {
+	log := h.logger().With("proxy", px.Name)
 	switch {
 	case px.SSH != nil:
 		cfg := sshConfig(dir, px.SSH)
@@ -84,11 +83,20 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 		if err != nil {
 			return nil, fmt.Errorf("proxy %s: %w", px.Name, err)
 		}
-		tun = t
+		return t, nil
 	case px.Kubernetes != nil:
 		return nil, fmt.Errorf("proxy %s: kubernetes proxies are %w", px.Name, ErrNotSupported)
-	default:
-		return nil, fmt.Errorf("proxy %s has neither ssh nor kubernetes settings", px.Name)
+	}
+	return nil, fmt.Errorf("proxy %s has neither ssh nor kubernetes settings", px.Name)
+}
+
+// OpenInterconnect opens the tunnel to px and starts the channel. Paths in
+// px resolve against the workspace directory.
+func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id string, h Hooks) (*Interconnect, error) {
+	log := h.logger().With("proxy", px.Name, "session", id)
+	tun, err := OpenTunnel(ctx, dir, px, h)
+	if err != nil {
+		return nil, err
 	}
 	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
