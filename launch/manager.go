@@ -34,11 +34,13 @@ type Manager struct {
 	closed   bool
 	prepared map[string]*Interconnect
 	launches map[string]*Launch
+	forwards map[string]*Forward
 }
 
 // NewManager returns a manager for one client.
 func NewManager(ws *workspace.Workspace, h Hooks) *Manager {
-	return &Manager{Workspace: ws, Hooks: h, prepared: map[string]*Interconnect{}, launches: map[string]*Launch{}}
+	return &Manager{Workspace: ws, Hooks: h, prepared: map[string]*Interconnect{}, launches: map[string]*Launch{},
+		forwards: map[string]*Forward{}}
 }
 
 func newID(prefix string) string {
@@ -129,12 +131,14 @@ func (m *Manager) Release(id string) error {
 	return ic.Close()
 }
 
-// Launch is an app started by the backend.
+// Launch is an app started by the backend, or (remoteDebug) a debug port
+// forward held open.
 type Launch struct {
 	ID      string
 	Config  string
 	ic      *Interconnect
 	proc    *Process
+	fwd     *Forward
 	done    chan struct{}
 	summary channel.Summary
 }
@@ -143,7 +147,12 @@ type Launch struct {
 func (l *Launch) Done() <-chan struct{} { return l.done }
 
 // ExitCode is valid after Done.
-func (l *Launch) ExitCode() int { return l.proc.ExitCode() }
+func (l *Launch) ExitCode() int {
+	if l.proc == nil {
+		return 0
+	}
+	return l.proc.ExitCode()
+}
 
 // Summary is the connection summary, valid after Done.
 func (l *Launch) Summary() channel.Summary { return l.summary }
@@ -151,8 +160,15 @@ func (l *Launch) Summary() channel.Summary { return l.summary }
 // Interconnect is the launch's interconnect, nil when it is off.
 func (l *Launch) Interconnect() *Interconnect { return l.ic }
 
-// Stop stops the app (SIGTERM to its process group, SIGKILL after grace).
-func (l *Launch) Stop() { l.proc.Stop(StopGrace) }
+// Stop stops the app (SIGTERM to its process group, SIGKILL after grace),
+// or closes the forward.
+func (l *Launch) Stop() {
+	if l.fwd != nil {
+		l.fwd.Close()
+		return
+	}
+	l.proc.Stop(StopGrace)
+}
 
 // Start opens the interconnect, starts the app and returns once it runs.
 // Failures before that are returned (and reported as state failed).
@@ -172,6 +188,13 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 	rc, px, err := m.resolve(name)
 	if err != nil {
 		return fail(err)
+	}
+	if rc.Type == workspace.TypeRemoteDebug {
+		l, err := m.startForward(ctx, id, rc, state)
+		if err != nil {
+			return fail(err)
+		}
+		return l, nil
 	}
 	if px != nil {
 		state(protocol.LaunchStateParams{State: protocol.StateConnecting})
@@ -232,6 +255,41 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 	return l, nil
 }
 
+// startForward holds a remoteDebug configuration's forward as a launch.
+func (m *Manager) startForward(ctx context.Context, id string, rc *workspace.RunConfig, state func(protocol.LaunchStateParams)) (*Launch, error) {
+	d := rc.RemoteDebug
+	s, err := m.Workspace.Load()
+	if err != nil {
+		return nil, err
+	}
+	px, ok := s.File.Proxy(d.Proxy)
+	if !ok {
+		return nil, fmt.Errorf("no proxy named %q: %w", d.Proxy, workspace.ErrNotFound)
+	}
+	state(protocol.LaunchStateParams{State: protocol.StateConnecting})
+	f, err := OpenForward(ctx, m.Workspace.Dir, px, d.Host, d.Port, d.LocalPort, m.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	l := &Launch{ID: id, Config: rc.Name, fwd: f, done: make(chan struct{})}
+	if !m.keep(func() { m.launches[id] = l }) {
+		f.Close()
+		return nil, errors.New("the client is going away")
+	}
+	state(protocol.LaunchStateParams{State: protocol.StateRunning})
+	state(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: f.LocalAddress})
+	go func() {
+		<-f.Done()
+		m.mu.Lock()
+		delete(m.launches, id)
+		m.mu.Unlock()
+		code := 0
+		state(protocol.LaunchStateParams{State: protocol.StateExited, ExitCode: &code})
+		close(l.done)
+	}()
+	return l, nil
+}
+
 // Stop stops a launch and waits for it to end.
 func (m *Manager) Stop(id string) error {
 	m.mu.Lock()
@@ -267,9 +325,12 @@ func (m *Manager) Status() []protocol.TunnelStatus {
 func (m *Manager) CloseAll() {
 	m.mu.Lock()
 	m.closed = true
-	prepared, launches := m.prepared, m.launches
-	m.prepared, m.launches = map[string]*Interconnect{}, map[string]*Launch{}
+	prepared, launches, forwards := m.prepared, m.launches, m.forwards
+	m.prepared, m.launches, m.forwards = map[string]*Interconnect{}, map[string]*Launch{}, map[string]*Forward{}
 	m.mu.Unlock()
+	for _, f := range forwards {
+		f.Close()
+	}
 	var wg sync.WaitGroup
 	for _, l := range launches {
 		wg.Add(1)

@@ -1,0 +1,14 @@
+package channel
+
+import "net"
+
+// Splice copies between a and b both ways until both directions end,
+// propagating half-closes, then closes both. It returns the bytes copied
+// a to b and b to a. Other packages that carry bytes (JDWP forwards,
+// reverse forwards) use it so that every path copies the same way.
+func Splice(a, b net.Conn) (aToB, bToA int64) { return splice(a, b, nil) }
+
+// SameUserPeer reports whether the other end of a loopback TCP connection
+// is a socket owned by this process's user. Listeners that cannot carry
+// credentials (a JDWP port, a DAP port) accept only such peers.
+func SameUserPeer(c net.Conn) bool { return sameUserPeer(c) }
