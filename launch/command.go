@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -32,6 +33,21 @@ func Inject(rc *workspace.RunConfig, ic *Interconnect, debug bool) (Injected, er
 			inj.VMArgs = append(inj.VMArgs, ic.JVMArgs()...)
 		default:
 			inj.Env = ic.ProxyEnv()
+		}
+		for _, ex := range ic.Exposed() {
+			props, env := registryArgs(ex.Registry, ex.Address)
+			if rc.Type == workspace.TypeJava {
+				for _, k := range sortedKeys(props) {
+					inj.VMArgs = append(inj.VMArgs, "-D"+k+"="+props[k])
+				}
+				continue
+			}
+			if inj.Env == nil {
+				inj.Env = map[string]string{}
+			}
+			for k, v := range env {
+				inj.Env[k] = v
+			}
 		}
 	}
 	if debug && rc.Type == workspace.TypeJava {
@@ -135,3 +151,12 @@ func freePort() (int, error) {
 
 // jdwpListening matches the JVM's line once JDWP accepts a debugger.
 var jdwpListening = regexp.MustCompile(`Listening for transport dt_socket at address: *(\S+)`)
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

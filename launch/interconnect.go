@@ -54,8 +54,32 @@ type Interconnect struct {
 	Channel *channel.Channel
 
 	unwatch func()
+	expose  *exposer
 	mu      sync.Mutex
 	status  protocol.TunnelStatus
+}
+
+// Expose makes the local ports of specs reachable on the proxy side; it
+// fails before the app starts if the proxy machine cannot listen there.
+func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs []workspace.Expose, log *slog.Logger) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	progress.Report(ctx, "exposing %d local port(s) on proxy %s", len(specs), px.Name)
+	e, err := startExpose(ctx, ic.Tunnel, px, specs, log.With("session", ic.ID))
+	if err != nil {
+		return err
+	}
+	ic.expose = e
+	return nil
+}
+
+// Exposed lists the exposed local ports and where cloud callers reach them.
+func (ic *Interconnect) Exposed() []protocol.ExposedPort {
+	if ic == nil {
+		return nil
+	}
+	return ic.expose.Exposed()
 }
 
 // ErrNotSupported is returned for things this build cannot do yet.
@@ -153,6 +177,7 @@ func (ic *Interconnect) Close() error {
 	if ic.unwatch != nil {
 		ic.unwatch()
 	}
+	ic.expose.Close()
 	err := ic.Channel.Close()
 	if terr := ic.Tunnel.Close(); err == nil {
 		err = terr

@@ -72,11 +72,21 @@ func (m *Manager) resolve(name string) (*workspace.RunConfig, *workspace.Proxy, 
 	return rc, px, nil
 }
 
-func (m *Manager) open(ctx context.Context, px *workspace.Proxy, id string) (*Interconnect, error) {
+// open opens the interconnect of rc (nil when it is off) with its exposed
+// ports.
+func (m *Manager) open(ctx context.Context, rc *workspace.RunConfig, px *workspace.Proxy, id string) (*Interconnect, error) {
 	if px == nil {
 		return nil, nil
 	}
-	return OpenInterconnect(ctx, m.Workspace.Dir, px, id, m.Hooks)
+	ic, err := OpenInterconnect(ctx, m.Workspace.Dir, px, id, m.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	if err := ic.Expose(ctx, px, rc.Interconnect.Expose, m.Hooks.logger()); err != nil {
+		ic.Close()
+		return nil, err
+	}
+	return ic, nil
 }
 
 // Prepare opens the interconnect of a configuration for an IDE that starts
@@ -88,7 +98,7 @@ func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protoco
 		return protocol.LaunchPrepareResult{}, err
 	}
 	id := newID("s-")
-	ic, err := m.open(ctx, px, id)
+	ic, err := m.open(ctx, rc, px, id)
 	if err != nil {
 		return protocol.LaunchPrepareResult{}, err
 	}
@@ -101,7 +111,8 @@ func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protoco
 		closeIC(ic)
 		return protocol.LaunchPrepareResult{}, errors.New("the client is going away")
 	}
-	return protocol.LaunchPrepareResult{SessionID: id, VMArgs: inj.VMArgs, Env: inj.Env, DebugAddress: inj.DebugAddress}, nil
+	return protocol.LaunchPrepareResult{SessionID: id, VMArgs: inj.VMArgs, Env: inj.Env, DebugAddress: inj.DebugAddress,
+		Exposed: ic.Exposed()}, nil
 }
 
 // keep runs add under the lock unless the manager is closed.
@@ -199,7 +210,7 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 	if px != nil {
 		state(protocol.LaunchStateParams{State: protocol.StateConnecting})
 	}
-	ic, err := m.open(ctx, px, id)
+	ic, err := m.open(ctx, rc, px, id)
 	if err != nil {
 		return fail(err)
 	}
@@ -238,7 +249,7 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 		return fail(errors.New("the client is going away"))
 	}
 	m.Hooks.logger().Info("app started", "launch", id, "config", name, "pid", proc.Pid())
-	state(protocol.LaunchStateParams{State: protocol.StateRunning})
+	state(protocol.LaunchStateParams{State: protocol.StateRunning, Exposed: ic.Exposed()})
 	go func() {
 		<-proc.Done()
 		if ic != nil {

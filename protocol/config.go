@@ -20,6 +20,9 @@ type SSHProxy struct {
 	KnownHostsFile        string `json:"knownHostsFile,omitempty" yaml:"knownHostsFile,omitempty"`
 	StrictHostKeyChecking string `json:"strictHostKeyChecking,omitempty" yaml:"strictHostKeyChecking,omitempty"`
 	ProxyJump             string `json:"proxyJump,omitempty" yaml:"proxyJump,omitempty"`
+	// AdvertiseAddress is the proxy machine's address as cloud callers reach
+	// it (for expose); default: discovered on the proxy machine.
+	AdvertiseAddress string `json:"advertiseAddress,omitempty" yaml:"advertiseAddress,omitempty"`
 }
 
 // KubernetesProxy is a cluster reached through its API server.
@@ -103,6 +106,26 @@ type RemoteDebugConfig struct {
 type Interconnect struct {
 	Enabled bool   `json:"enabled" yaml:"enabled"`
 	Proxy   string `json:"proxy,omitempty" yaml:"proxy,omitempty"`
+	// Expose makes local ports reachable from the cloud (cloud -> local).
+	Expose []Expose `json:"expose,omitempty" yaml:"expose,omitempty"`
+}
+
+// Registries whose address Tether can inject for an exposed port.
+const (
+	RegistryNacos  = "nacos"  // Spring Cloud Alibaba Nacos discovery
+	RegistryEureka = "eureka" // Spring Cloud Netflix Eureka
+	RegistryConsul = "consul" // Spring Cloud Consul discovery
+	RegistryDubbo  = "dubbo"  // Apache Dubbo (any registry)
+)
+
+// Expose is a local port that cloud callers reach on the proxy side.
+type Expose struct {
+	LocalPort int `json:"localPort" yaml:"localPort"`
+	// RemotePort on the proxy side; 0 = any free port.
+	RemotePort int `json:"remotePort,omitempty" yaml:"remotePort,omitempty"`
+	// Registry: nacos, eureka, consul or dubbo — the app registers the
+	// proxy-side address instead of the laptop's.
+	Registry string `json:"registry,omitempty" yaml:"registry,omitempty"`
 }
 
 // DebugSettings tune how a debuggee is started.

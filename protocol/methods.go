@@ -144,6 +144,15 @@ type LaunchPrepareResult struct {
 	Env       map[string]string `json:"env,omitempty"`    // add to the environment
 	// DebugAddress is where the debugger attaches when debug was asked.
 	DebugAddress string `json:"debugAddress,omitempty"`
+	// Exposed lists the local ports reachable from the cloud, and where.
+	Exposed []ExposedPort `json:"exposed,omitempty"`
+}
+
+// ExposedPort is a local port that cloud callers reach at Address.
+type ExposedPort struct {
+	LocalPort int    `json:"localPort"`
+	Address   string `json:"address"` // proxy-side host:port that cloud callers use
+	Registry  string `json:"registry,omitempty"`
 }
 
 // LaunchReleaseParams (launch/release).
@@ -192,6 +201,8 @@ type LaunchStateParams struct {
 	DebugAddress string `json:"debugAddress,omitempty"` // debugReady
 	ExitCode     *int   `json:"exitCode,omitempty"`     // exited
 	Message      string `json:"message,omitempty"`      // failed: what went wrong and what to do
+	// Exposed (running): the local ports reachable from the cloud, and where.
+	Exposed []ExposedPort `json:"exposed,omitempty"`
 }
 
 // DebugForwardParams (debug/forward): a loopback port forwarded through the

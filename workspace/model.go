@@ -22,6 +22,7 @@ type (
 	DockerConfig      = protocol.DockerConfig
 	RemoteDebugConfig = protocol.RemoteDebugConfig
 	Interconnect      = protocol.Interconnect
+	Expose            = protocol.Expose
 	DebugSettings     = protocol.DebugSettings
 	Problem           = protocol.Problem
 )

@@ -188,6 +188,27 @@ func (c *checker) config(path string, rc *RunConfig, f *File) {
 	}
 	if ic := rc.Interconnect; ic != nil {
 		c.proxyRef(join(path, "interconnect.proxy"), ic.Proxy, f, ic.Enabled)
+		locals, remotes := map[int]int{}, map[int]int{}
+		for i, e := range ic.Expose {
+			ep := fmt.Sprintf("%s.expose[%d]", join(path, "interconnect"), i)
+			if e.LocalPort < 1 || e.LocalPort > 65535 {
+				c.add(ep+".localPort", "must be between 1 and 65535")
+			} else if j, dup := locals[e.LocalPort]; dup {
+				c.add(ep+".localPort", "port %d is already exposed by expose[%d]", e.LocalPort, j)
+			}
+			locals[e.LocalPort] = i
+			if e.RemotePort < 0 || e.RemotePort > 65535 {
+				c.add(ep+".remotePort", "must be between 0 (any) and 65535")
+			} else if j, dup := remotes[e.RemotePort]; dup && e.RemotePort != 0 {
+				c.add(ep+".remotePort", "port %d is already used by expose[%d]", e.RemotePort, j)
+			}
+			remotes[e.RemotePort] = i
+			switch e.Registry {
+			case "", "nacos", "eureka", "consul", "dubbo":
+			default:
+				c.add(ep+".registry", "must be nacos, eureka, consul or dubbo, not %q", e.Registry)
+			}
+		}
 	}
 }
 

@@ -146,6 +146,10 @@ Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 		},
 		OnLaunchState: func(p protocol.LaunchStateParams) {
 			switch p.State {
+			case protocol.StateRunning:
+				for _, e := range p.Exposed {
+					fmt.Fprintf(os.Stderr, "tether: cloud callers reach local port %d at %s\n", e.LocalPort, e.Address)
+				}
 			case protocol.StateDebugReady:
 				fmt.Fprintf(os.Stderr, "tether: debugger can attach at %s\n", p.DebugAddress)
 			}

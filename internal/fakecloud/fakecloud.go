@@ -302,6 +302,17 @@ func (c *Cloud) ListenInVPC(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// ListenInBastion listens on addr inside the bastion (to occupy a port);
+// the listener is closed in cleanup.
+func (c *Cloud) ListenInBastion(addr string) (net.Listener, error) {
+	ln, err := listenIn(c.BastionNS, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.addCloser(func() { ln.Close() })
+	return ln, nil
+}
+
 func (c *Cloud) addCloser(fn func()) {
 	c.mu.Lock()
 	c.closers = append(c.closers, fn)
