@@ -505,3 +505,77 @@ func TestDisconnectStopsLaunches(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordAndAgentAuth: a password is asked in the IDE
+// (window/showInputRequest) and refused on the CLI without a terminal; a
+// key held by ssh-agent works without an identity file.
+func TestPasswordAndAgentAuth(t *testing.T) {
+	w := startCloudWS(t, true)
+	pw, err := w.cloud.EnablePasswordAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(w.cloud.SSHAddr)
+	yaml := fmt.Sprintf(`version: 1
+proxies:
+  - name: pw
+    ssh: {host: %s, port: %s, user: %s, knownHostsFile: %s}
+  - name: agent
+    ssh: {host: %s, port: %s, user: %s, knownHostsFile: %s}
+configurations:
+  - name: pwprobe
+    type: exec
+    exec: {command: ["true"]}
+    interconnect: {enabled: true, proxy: pw}
+`, host, port, fakecloud.PasswordUser, w.cloud.KnownHostsFile, host, port, w.cloud.User, w.cloud.KnownHostsFile)
+	if err := os.WriteFile(filepath.Join(w.dir, "tether.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	p := startServe(t, "--workspace", w.dir)
+	var asked atomic.Int32
+	p.OnRequest = func(method string, params json.RawMessage) (any, error) {
+		if method != "window/showInputRequest" || !strings.Contains(string(params), `"secret":true`) {
+			return nil, fmt.Errorf("unexpected %s %s", method, params)
+		}
+		asked.Add(1)
+		return map[string]string{"value": pw}, nil
+	}
+	initialize(t, p.Client, map[string]any{})
+	ctx := ctxT(t)
+	var test protocol.ProxyTestResult
+	if err := p.Call(ctx, "proxy/test", map[string]any{"name": "pw"}, &test); err != nil || !test.OK {
+		t.Fatalf("password via the IDE: %+v %v", test, err)
+	}
+	if asked.Load() == 0 {
+		t.Fatal("the password was not asked")
+	}
+	out, err := tetherCmd(ctx, "launch", "--workspace", w.dir, "pwprobe").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no terminal") {
+		t.Fatalf("CLI without a terminal: %v\n%s", err, out)
+	}
+
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agent.Process.Kill(); _ = agent.Wait() })
+	for i := 0; i < 50; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", w.cloud.IdentityFile)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	p2 := startServe(t, "--workspace", w.dir)
+	initialize(t, p2.Client, map[string]any{})
+	if err := p2.Call(ctx, "proxy/test", map[string]any{"name": "agent"}, &test); err != nil || !test.OK {
+		t.Fatalf("ssh-agent: %+v %v", test, err)
+	}
+}
