@@ -157,7 +157,7 @@ func TestDebugForwardJDWP(t *testing.T) {
 	if out := jdbBreak(t, addr); !strings.Contains(out, "answer = 4") {
 		t.Fatalf("jdb through tether launch:\n%s", out)
 	}
-	cancel() // Ctrl-C
+	cancel()       // Ctrl-C
 	_ = cmd.Wait() // reports the cancel; the exit code is what counts
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("tether launch after Ctrl-C: exit code %d", code)
