@@ -149,7 +149,9 @@ func Start(ctx context.Context, cfg Config) (*Channel, error) {
 		passStr: pass,
 		conns:   make(map[net.Conn]struct{}),
 	}
-	var lc net.ListenConfig
+	// Both listeners are on loopback: TCP keepalive probes are useless there
+	// and enabling them costs four setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
 	if c.socksLn, err = lc.Listen(ctx, "tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("channel: listen for SOCKS5: %w", err)
 	}

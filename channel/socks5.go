@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"bufio"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -239,11 +240,18 @@ func (c *Channel) serveSOCKS(conn net.Conn) {
 	if c.cfg.TrustSameUser {
 		trusted = func() bool { return sameUserPeer(conn) }
 	}
-	if err := socksAuth(conn, buf, c.user, c.pass, trusted); err != nil {
+	// The handshake reads through a small buffer: one read(2) per client
+	// message instead of one per field (eight per connection). Bytes the
+	// client sent after its request are handed to splice.
+	br := bufio.NewReaderSize(conn, 2*socksBufSize)
+	if err := socksAuth(struct {
+		io.Reader
+		io.Writer
+	}{br, conn}, buf, c.user, c.pass, trusted); err != nil {
 		c.log.Debug("socks5 handshake failed", "client", conn.RemoteAddr().String(), "err", err)
 		return
 	}
-	_, target, err := readRequest(conn, buf)
+	_, target, err := readRequest(br, buf)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -272,7 +280,11 @@ func (c *Channel) serveSOCKS(conn net.Conn) {
 	c.connected()
 	if _, err := conn.Write(socksReplies[repSucceeded][:]); err == nil {
 		conn.SetDeadline(time.Time{})
-		rec.Sent, rec.Received = splice(conn, up, nil)
+		var pre []byte
+		if n := br.Buffered(); n > 0 {
+			pre, _ = br.Peek(n)
+		}
+		rec.Sent, rec.Received = splice(conn, up, pre)
 	}
 	c.finish(rec, true)
 }

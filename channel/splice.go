@@ -13,10 +13,20 @@ import (
 )
 
 // copyBufSize is the buffer of one copy direction when the kernel cannot
-// splice (e.g. one side is a tunnel stream).
-const copyBufSize = 32 << 10
+// splice (e.g. one side is a tunnel stream). A direction whose read fills it
+// (a bulk transfer: more data is waiting) moves to a bulkBufSize buffer, so
+// that each read takes several SSH packets at once: fewer write(2) calls to
+// the app and fewer SSH window adjustments per byte. Idle and interactive
+// connections, the common case with thousands of them, keep the small one.
+const (
+	copyBufSize = 32 << 10
+	bulkBufSize = 256 << 10
+)
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+var (
+	copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+	bulkBufs = sync.Pool{New: func() any { b := make([]byte, bulkBufSize); return &b }}
+)
 
 // splice copies between the app's connection and the target's until both
 // directions end, propagating half-closes, then closes both. pre holds bytes
@@ -63,16 +73,49 @@ func endDirection(dst, src net.Conn, err error) {
 
 // copyConn copies src to dst until EOF (returning nil) or an error. Between
 // two TCP sockets io.Copy lets the kernel splice; otherwise it copies through
-// a pooled buffer, hiding ReadFrom/WriteTo so that no buffer is allocated.
+// pooled buffers (see copyBufSize), like io.CopyBuffer.
 func copyConn(dst, src net.Conn) (int64, error) {
 	if _, ok := dst.(*net.TCPConn); ok {
 		if _, ok := src.(*net.TCPConn); ok {
 			return io.Copy(dst, src)
 		}
 	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+	pool := &copyBufs
+	bp := pool.Get().(*[]byte)
+	defer func() { pool.Put(bp) }()
+	buf := *bp
+	var written int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			if nw < 0 || nr < nw {
+				nw = 0
+				if werr == nil {
+					werr = errors.New("invalid write result")
+				}
+			}
+			written += int64(nw)
+			if werr != nil {
+				return written, werr
+			}
+			if nr != nw {
+				return written, io.ErrShortWrite
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return written, nil
+			}
+			return written, rerr
+		}
+		if nr == len(buf) && pool == &copyBufs {
+			pool.Put(bp)
+			pool = &bulkBufs
+			bp = pool.Get().(*[]byte)
+			buf = *bp
+		}
+	}
 }
 
 // replyCode maps a dial error to a SOCKS5 reply code.

@@ -21,7 +21,7 @@ func (t *Tunnel) Listen(ctx context.Context, network, address string) (net.Liste
 	default:
 		return nil, fmt.Errorf("listen %s: network %q not supported", address, network)
 	}
-	c, err := t.pick(ctx)
+	c, err := t.pick(ctx, false)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s on %s: %w", address, t.side, err)
 	}

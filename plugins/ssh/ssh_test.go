@@ -493,3 +493,49 @@ func TestKeepaliveDetectsPartition(t *testing.T) {
 	waitState(t, events, tunnel.Connected, 10*time.Second)
 	echo(t, tun, c.EchoAddr)
 }
+
+// Parallel dials spread over the pool: each bulk stream gets its own SSH
+// connection (its own flow-control window and sshd process), even when the
+// dials race.
+func TestDialSpreadsOverPool(t *testing.T) {
+	c := fakecloud.Start(t)
+	cfg := baseConfig(c)
+	cfg.PoolSize = 4
+	tun := open(t, cfg)
+	if !settle(10*time.Second, func() bool {
+		tun.mu.Lock()
+		defer tun.mu.Unlock()
+		return len(tun.live) == 4
+	}) {
+		t.Fatal("pool did not fill")
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[*conn]int{}
+		start = make(chan struct{})
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := tun.Dial(ctx, "tcp", c.EchoAddr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(func() { s.Close() })
+			mu.Lock()
+			conns[s.(*stream).c]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(conns) != 4 {
+		t.Errorf("4 parallel streams on %d connections, want 4", len(conns))
+	}
+}

@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,7 @@ type Tunnel struct {
 	nextWatch int
 	streams   map[*stream]struct{}
 	listeners map[*listener]struct{}
+	rr        int // round-robin start of pick
 }
 
 var _ tunnel.Tunnel = (*Tunnel)(nil)
@@ -139,10 +141,25 @@ func (c *conn) dead() bool {
 
 // trackedConn records the first transport error before the SSH layer sees
 // it, so that streams can tell a lost connection from a clean EOF.
+//
+// It also reads ahead: x/crypto/ssh reads every packet through a 4 KiB
+// bufio.Reader, which costs two or three read(2) calls per 32 KiB data packet.
+// With a large read-ahead one read(2) fetches whatever the kernel holds
+// (several packets under load) and the SSH layer's reads become copies.
 type trackedConn struct {
 	net.Conn
+	br  *bufio.Reader // reads tc.Conn; used only by the SSH transport's reader
 	mu  sync.Mutex
 	err error
+}
+
+// readAhead is the read-ahead buffer of one SSH connection.
+const readAhead = 256 << 10
+
+func newTrackedConn(c net.Conn) *trackedConn {
+	tc := &trackedConn{Conn: c}
+	tc.br = bufio.NewReaderSize(c, readAhead)
+	return tc
 }
 
 func (tc *trackedConn) fail(err error) {
@@ -159,8 +176,10 @@ func (tc *trackedConn) failed() error {
 	return tc.err
 }
 
+// Read returns read-ahead bytes first; a transport error is recorded when it
+// reaches the SSH layer, after every byte received before it.
 func (tc *trackedConn) Read(b []byte) (int, error) {
-	n, err := tc.Conn.Read(b)
+	n, err := tc.br.Read(b)
 	if err != nil {
 		tc.fail(err)
 	}
@@ -213,7 +232,7 @@ func (t *Tunnel) connect(ctx context.Context) (*conn, error) {
 			raw.Close()
 			return fail(fmt.Errorf("%s@%s: %w", h.User, addr, err))
 		}
-		tc = &trackedConn{Conn: raw}
+		tc = newTrackedConn(raw)
 		cc := &ssh.ClientConfig{
 			User:              h.User,
 			Auth:              methods,
@@ -406,8 +425,13 @@ func (t *Tunnel) removeLive(c *conn) {
 }
 
 // pick returns the least-loaded live connection, waiting (bounded by ctx)
-// while the tunnel reconnects.
-func (t *Tunnel) pick(ctx context.Context) (*conn, error) {
+// while the tunnel reconnects. With reserve, the stream is counted on the
+// connection (c.active) before t.mu is released: concurrent dials then see
+// each other and spread over the pool (4 parallel bulk streams land on 4
+// connections, each with its own flow-control window and sshd process),
+// instead of all reading the same counts and piling onto the first one.
+// Ties go round-robin.
+func (t *Tunnel) pick(ctx context.Context, reserve bool) (*conn, error) {
 	for {
 		t.mu.Lock()
 		if t.closed {
@@ -415,12 +439,21 @@ func (t *Tunnel) pick(ctx context.Context) (*conn, error) {
 			return nil, ErrClosed
 		}
 		var best *conn
-		for _, c := range t.live {
+		var bestN int64
+		n := len(t.live)
+		for i := range n {
+			c := t.live[(t.rr+i)%n]
 			if c.dead() {
 				continue
 			}
-			if best == nil || c.active.Load() < best.active.Load() {
-				best = c
+			if a := c.active.Load(); best == nil || a < bestN {
+				best, bestN = c, a
+			}
+		}
+		if best != nil {
+			t.rr++
+			if reserve {
+				best.active.Add(1)
 			}
 		}
 		changed, lastErr := t.changed, t.lastErr
@@ -458,11 +491,10 @@ func (t *Tunnel) Dial(ctx context.Context, network, address string) (net.Conn, e
 		return nil, derr(tunnel.Other, fmt.Errorf("bad port %q", port))
 	}
 	for {
-		c, err := t.pick(ctx)
+		c, err := t.pick(ctx, true)
 		if err != nil {
 			return nil, derr(tunnel.TunnelDown, err)
 		}
-		c.active.Add(1)
 		ch, err := c.client.DialContext(ctx, "tcp", address)
 		if err == nil {
 			s := &stream{Conn: ch, c: c, t: t}
