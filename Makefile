@@ -38,8 +38,10 @@ lint: deps
 	$(GO) vet ./...
 	$(GOBIN)/staticcheck ./...
 
+# Tether against OpenSSH ssh -D through the same sshd in the same run
+# (bench/), and the backend's start-up figures (e2e/).
 bench: deps build
-	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m ./e2e/
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m ./bench/ ./e2e/
 
 # The main job: a sandbox cloud (tether-agent as an SSH proxy machine on
 # loopback) and the sample Java app launched through it with interconnect.
