@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type childReady struct {
 
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv(childEnv); cfg != "" {
+		// The same collector settings as cmd/tether (tuneGC).
+		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(256 << 20)
 		os.Exit(runChild(cfg))
 	}
 	os.Exit(m.Run())
