@@ -33,6 +33,8 @@ var commands = []command{
 		summary: "serve Tether's SSH tunnel (TCP forwarding only)", run: runSSH},
 	{name: "sandbox", args: "[--workspace DIR] [--listen 127.0.0.1:0]",
 		summary: "serve a demo private network and write tether.yaml for it", run: runSandbox},
+	{name: "sidecar", args: sidecarArgs,
+		summary: "Docker-mode sidecar: transparent TCP and DNS redirection to a SOCKS5 upstream", run: runSidecar},
 	{name: "version", summary: "print the version", run: runVersion},
 }
 
