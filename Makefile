@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test fuzz-short fuzz lint bench demo demo-ide clean
+.PHONY: all build deps images test fuzz-short fuzz lint bench demo demo-ide clean
 
 all: build
 
@@ -15,6 +15,12 @@ build:
 
 deps:
 	./scripts/deps.sh
+
+# The Docker-mode sidecar image (FROM scratch + the static tether-agent);
+# tether also builds it on first use from the tether-agent next to it.
+images: build
+	rm -rf bin/image && mkdir -p bin/image && cp bin/tether-agent images/agent/Dockerfile bin/image/
+	DOCKER_BUILDKIT=0 docker build -q -t tether/agent:local bin/image
 
 # Unit and integration tests (real binaries, sockets, sshd in namespaces),
 # with the race detector, then each fuzz target briefly.

@@ -35,6 +35,7 @@ func TestMain(m *testing.M) {
 	}
 	agentBin = filepath.Join(dir, "tether-agent")
 	cmd = exec.Command("go", "build", "-o", agentBin, "../cmd/tether-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // it runs in FROM scratch images
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build tether-agent:", err)

@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	launchTypes = append(launchTypes, protocol.TypeJava, protocol.TypeExec)
+	launchTypes = append(launchTypes, protocol.TypeJava, protocol.TypeExec, protocol.TypeDocker)
 	proxyKinds = append(proxyKinds, "ssh")
 	register(protocol.MethodLaunchPrepare, Method{Async: true, Handle: typed(launchPrepare)})
 	register(protocol.MethodLaunchRelease, Method{Async: true, Handle: typed(launchRelease)})

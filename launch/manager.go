@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/plugins/docker"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
@@ -97,6 +98,9 @@ func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protoco
 	if err != nil {
 		return protocol.LaunchPrepareResult{}, err
 	}
+	if rc.Type == workspace.TypeDocker || rc.Type == workspace.TypeRemoteDebug {
+		return protocol.LaunchPrepareResult{}, fmt.Errorf("%s configurations are started by launch/start, not prepared: %w", rc.Type, ErrNotSupported)
+	}
 	id := newID("s-")
 	ic, err := m.open(ctx, rc, px, id)
 	if err != nil {
@@ -147,11 +151,13 @@ func (m *Manager) Release(id string) error {
 type Launch struct {
 	ID      string
 	Config  string
-	ic      *Interconnect
-	proc    *Process
-	fwd     *Forward
-	done    chan struct{}
-	summary channel.Summary
+	ic       *Interconnect
+	proc     *Process
+	fwd      *Forward
+	ctr      *docker.Session
+	exitCode int // containers
+	done     chan struct{}
+	summary  channel.Summary
 }
 
 // Done is closed when the app has exited and its interconnect is closed.
@@ -160,7 +166,7 @@ func (l *Launch) Done() <-chan struct{} { return l.done }
 // ExitCode is valid after Done.
 func (l *Launch) ExitCode() int {
 	if l.proc == nil {
-		return 0
+		return l.exitCode
 	}
 	return l.proc.ExitCode()
 }
@@ -174,11 +180,14 @@ func (l *Launch) Interconnect() *Interconnect { return l.ic }
 // Stop stops the app (SIGTERM to its process group, SIGKILL after grace),
 // or closes the forward.
 func (l *Launch) Stop() {
-	if l.fwd != nil {
+	switch {
+	case l.fwd != nil:
 		l.fwd.Close()
-		return
+	case l.ctr != nil:
+		_ = l.ctr.Stop(context.Background())
+	default:
+		l.proc.Stop(StopGrace)
 	}
-	l.proc.Stop(StopGrace)
 }
 
 // Start opens the interconnect, starts the app and returns once it runs.
@@ -202,6 +211,13 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 	}
 	if rc.Type == workspace.TypeRemoteDebug {
 		l, err := m.startForward(ctx, id, rc, state)
+		if err != nil {
+			return fail(err)
+		}
+		return l, nil
+	}
+	if rc.Type == workspace.TypeDocker {
+		l, err := m.startDocker(ctx, id, rc, px, debug, state)
 		if err != nil {
 			return fail(err)
 		}

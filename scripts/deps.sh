@@ -23,3 +23,10 @@ if [ ! -x "$GOBIN/staticcheck" ]; then
 	echo "deps: installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+
+# Docker mode: the engine, and the JDK image its tests run Java in (built
+# with debootstrap, cached under ${TETHER_CACHE:-/var/cache/tether}).
+"$(dirname "$0")/docker.sh"
+if docker info >/dev/null 2>&1; then
+	"$(dirname "$0")/jdk-image.sh" tether-test/jdk17:latest
+fi

@@ -35,7 +35,21 @@ var commands = []command{
 		summary: "serve a demo private network and write tether.yaml for it", run: runSandbox},
 	{name: "sidecar", args: sidecarArgs,
 		summary: "Docker-mode sidecar: transparent TCP and DNS redirection to a SOCKS5 upstream", run: runSidecar},
+	{name: "hold", summary: "Docker-mode sidecar without interception: hold the network namespace until stopped", run: runHold},
 	{name: "version", summary: "print the version", run: runVersion},
+}
+
+// runHold is the sidecar of a container whose interconnect is off: it owns
+// the network namespace (and the published ports) like Kubernetes' pause.
+func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hold", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	fmt.Fprintln(stdout, "tether-sidecar ready")
+	<-ctx.Done()
+	return nil
 }
 
 var errUsage = errors.New("usage")

@@ -22,6 +22,8 @@ import (
 func init() {
 	register(command{name: "launch", args: "[--workspace DIR] NAME [--debug]",
 		summary: "run a run configuration with interconnect; exit code is the app's", run: launchCmd})
+	register(command{name: "clean", args: "[--all] [--output json]",
+		summary: "remove containers that crashed backends of this user left behind", run: cleanCmd})
 	register(command{name: "connect", args: "[--workspace DIR] PROXY [--output json]",
 		summary: "hold a tunnel and print the local SOCKS5/HTTP proxy until Ctrl-C", run: connectCmd})
 }
@@ -262,4 +264,39 @@ they are and their per-session credentials, and hold them until Ctrl-C.`)
 	<-ctx.Done()
 	printSummary(ic.Channel.Summary())
 	return nil
+}
+
+func cleanCmd(ctx context.Context, args []string) error {
+	fs := flags("clean", "[--all] [--output json]", `Remove the containers (app and sidecar) that Tether backends of this user left
+behind when they crashed: those whose owner process is gone. Containers of other users or
+hosts are never touched. --all also removes this user's running sessions.`)
+	all := fs.Bool("all", false, "also remove containers of this user's running backends")
+	out := outputFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOutput(*out); err != nil {
+		return err
+	}
+	removed, err := launch.Clean(ctx, *all)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(os.Stdout, map[string]any{"removed": nonNilStrings(removed)})
+	}
+	if len(removed) == 0 {
+		fmt.Println("nothing to clean")
+	}
+	for _, r := range removed {
+		fmt.Println("removed", r)
+	}
+	return nil
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

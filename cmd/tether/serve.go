@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tether-dev/tether/launch"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/server"
 	"github.com/tether-dev/tether/workspace"
@@ -48,6 +49,7 @@ By default one client on stdin/stdout; the exit code is 0 after shutdown+exit, 1
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	go cleanLeftovers(ctx, logger)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	exitCode := 0
@@ -121,3 +123,19 @@ type stdio struct{}
 func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
 func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
 func (stdio) Close() error                { return os.Stdin.Close() }
+
+// cleanLeftovers removes, in the background, the containers that crashed
+// backends of this user left behind (as `tether clean` does).
+func cleanLeftovers(ctx context.Context, log *slog.Logger) {
+	if _, err := os.Stat("/var/run/docker.sock"); err != nil && os.Getenv("DOCKER_HOST") == "" {
+		return // no Docker here: nothing to clean, no need to wait for a ping
+	}
+	removed, err := launch.Clean(ctx, false)
+	if err != nil {
+		log.Debug("cleaning leftover containers", "err", err)
+		return
+	}
+	for _, r := range removed {
+		log.Info("removed a container left by a crashed backend", "container", r)
+	}
+}
