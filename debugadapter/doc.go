@@ -1,4 +1,9 @@
-// Package debugadapter will hold the Debug Adapter Protocol bridge (go-dap):
-// a DAP server for the IDE that relays to a remote debug adapter (delve,
-// debugpy) dialled through a tunnel, translating source paths both ways.
+// Package debugadapter is the Debug Adapter Protocol bridge: a DAP server
+// for the IDE (VS Code's DebugAdapterExecutable, or a loopback socket) that
+// attaches to a remote debug adapter (dlv --headless, dlv dap, debugpy)
+// dialled through a tunnel, relays messages both ways and translates source
+// paths between the local checkout and the remote build.
+//
+// Messages that need no change are relayed byte for byte (only the
+// adapter's seq is renumbered), so vendor extensions survive.
 package debugadapter

@@ -23,6 +23,7 @@ if [ ! -x "$GOBIN/staticcheck" ]; then
 	echo "deps: installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
+command -v dlv >/dev/null || [ -x "$GOBIN/dlv" ] || { echo "deps: installing dlv"; go install github.com/go-delve/delve/cmd/dlv@v1.27.2; }
 
 # Docker mode: the engine, and the JDK image its tests run Java in (built
 # with debootstrap, cached under ${TETHER_CACHE:-/var/cache/tether}).
