@@ -8,23 +8,11 @@ import (
 
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/debugadapter"
+	"github.com/tether-dev/tether/protocol"
 )
 
-// MethodDebugDAPServer hands out a loopback DAP endpoint for IDEs that
-// prefer a socket to `tether dap` on stdio. (To move to protocol.)
-const MethodDebugDAPServer = "debug/dapServer"
-
-// DAPServerParams are the params of debug/dapServer (none).
-type DAPServerParams struct{}
-
-// DAPServerResult is the loopback address of this client's DAP endpoint;
-// every connection to it is one DAP session (see debugadapter).
-type DAPServerResult struct {
-	Address string `json:"address"`
-}
-
 func init() {
-	register(MethodDebugDAPServer, Method{Async: true, Handle: typed(dapServer)})
+	register(protocol.MethodDebugDAPServer, Method{Async: true, Handle: typed(dapServer)})
 }
 
 // dapServers holds each client's endpoint: one per client, closed (with its
@@ -42,11 +30,11 @@ type dapEndpoint struct {
 // clientDone is implemented by a Client that knows when it goes away.
 type clientDone interface{ Done() <-chan struct{} }
 
-func dapServer(ctx context.Context, env *Env, p *DAPServerParams) (any, error) {
+func dapServer(ctx context.Context, env *Env, p *protocol.DAPServerParams) (any, error) {
 	dapServers.Lock()
 	defer dapServers.Unlock()
 	if ep := dapServers.byEnv[env]; ep != nil {
-		return DAPServerResult{Address: ep.ln.Addr().String()}, nil
+		return protocol.DAPServerResult{Address: ep.ln.Addr().String()}, nil
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +57,7 @@ func dapServer(ctx context.Context, env *Env, p *DAPServerParams) (any, error) {
 	}
 	go acceptDAP(sctx, env, ln, log)
 	log.Info("DAP endpoint listening")
-	return DAPServerResult{Address: ln.Addr().String()}, nil
+	return protocol.DAPServerResult{Address: ln.Addr().String()}, nil
 }
 
 func acceptDAP(ctx context.Context, env *Env, ln net.Listener, log interface {

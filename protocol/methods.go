@@ -238,3 +238,14 @@ type ConnectionRecord struct {
 	// machine", "db.vpc.internal: no such host on the proxy machine".
 	Error string `json:"error,omitempty"`
 }
+
+// DAPServerParams (debug/dapServer): none.
+type DAPServerParams struct{}
+
+// DAPServerResult (debug/dapServer): the loopback address of this client's
+// DAP endpoint (one per client, closed when it disconnects; same-user
+// peers only). Every connection to it is one DAP session, as `tether dap`
+// on stdio: attach with {proxy, target, substitutePath, ...}.
+type DAPServerResult struct {
+	Address string `json:"address"`
+}

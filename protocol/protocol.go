@@ -53,6 +53,9 @@ const (
 
 	MethodDebugForward   = "debug/forward"
 	MethodDebugUnforward = "debug/unforward"
+	// MethodDebugDAPServer hands out a loopback DAP endpoint for IDEs that
+	// prefer a socket to `tether dap` on stdio.
+	MethodDebugDAPServer = "debug/dapServer"
 )
 
 // Error codes. The standard JSON-RPC and LSP codes, then Tether's own
