@@ -138,22 +138,7 @@ func TestDebugForwardJDWP(t *testing.T) {
 	defer cancel()
 	cmd := tetherCmd(lctx, "launch", "--workspace", w.dir, "remote")
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	addr := ""
-	for sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "tether: debugger can attach at "); ok {
-			addr = a
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	if addr == "" {
-		t.Fatal("tether launch printed no debug address")
-	}
+	addr := startForDebugAddress(t, cmd)
 	if out := jdbBreak(t, addr); !strings.Contains(out, "answer = 4") {
 		t.Fatalf("jdb through tether launch:\n%s", out)
 	}
@@ -207,4 +192,27 @@ func between(s, a, b string) string {
 	_, rest, _ := strings.Cut(s, a)
 	v, _, _ := strings.Cut(rest, b)
 	return v
+}
+
+// startForDebugAddress starts `tether launch` and returns the address it
+// prints for the debugger.
+func startForDebugAddress(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	addr := ""
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "tether: debugger can attach at "); ok {
+			addr = a
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if addr == "" {
+		t.Fatal("tether launch printed no debug address")
+	}
+	return addr
 }

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -157,23 +155,8 @@ func TestDockerJavaDebugAndClean(t *testing.T) {
 	lctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := tetherCmd(lctx, "launch", "--workspace", w.dir, "jloop", "--debug")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	addr := startForDebugAddress(t, cmd)
 	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	addr := ""
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "tether: debugger can attach at "); ok {
-			addr = a
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
-	if addr == "" {
-		t.Fatal("no debugReady address")
-	}
 	if out := jdbBreak(t, addr); !strings.Contains(out, "answer = 4") {
 		t.Fatalf("jdb into the container:\n%s", out)
 	}
