@@ -186,8 +186,8 @@ func (m *Manager) startDocker(ctx context.Context, id string, rc *workspace.RunC
 		d.Close()
 		l.exitCode = code
 		if ic != nil {
+			closeIC(ic) // waits for the app's last connections to be logged
 			l.summary = ic.Channel.Summary()
-			closeIC(ic)
 		}
 		m.mu.Lock()
 		delete(m.launches, id)

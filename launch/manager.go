@@ -269,8 +269,8 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 	go func() {
 		<-proc.Done()
 		if ic != nil {
+			closeIC(ic) // waits for the app's last connections to be logged
 			l.summary = ic.Channel.Summary()
-			closeIC(ic)
 		}
 		m.mu.Lock()
 		delete(m.launches, id)

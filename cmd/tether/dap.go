@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/tether-dev/tether/internal/cli"
+
 	"context"
 	"io"
 	"os"
@@ -31,7 +33,7 @@ Logs go to stderr.`)
 	}
 	if fs.NArg() != 0 {
 		fs.Usage()
-		return errUsage
+		return cli.ErrUsage
 	}
 	ws, err := workspaceFlag(*wsDir)
 	if err != nil {

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"github.com/tether-dev/tether/internal/cli"
+
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"golang.org/x/term"
@@ -88,25 +89,6 @@ func cliLogger(verbose bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// interleaved keeps flags after positional arguments working
-// (tether launch orders --debug).
-func interleaved(args []string) []string {
-	var flagsFirst, rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			flagsFirst = append(flagsFirst, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && (a == "--workspace" || a == "-workspace" || a == "--output" || a == "-output") {
-				flagsFirst = append(flagsFirst, args[i+1])
-				i++
-			}
-			continue
-		}
-		rest = append(rest, a)
-	}
-	return append(flagsFirst, rest...)
-}
-
 func launchCmd(ctx context.Context, args []string) error {
 	fs := flags("launch", "[--workspace DIR] NAME [--debug]", `Run the run configuration NAME of the workspace (default: the current directory).
 With interconnect on, the app reaches the cloud through its proxy; the tunnel closes when it exits.
@@ -115,12 +97,12 @@ Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 	debug := fs.Bool("debug", false, "start a java app with JDWP on a loopback port and print the address")
 	logConns := fs.Bool("log-connections", false, "print every connection as it ends")
 	verbose := fs.Bool("verbose", false, "print the backend log")
-	if err := parse(fs, interleaved(args)); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return errUsage
+		return cli.ErrUsage
 	}
 	ws, err := workspaceFlag(*wsDir)
 	if err != nil {
@@ -180,7 +162,7 @@ Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 		printSummary(l.Summary())
 	}
 	if code := l.ExitCode(); code != 0 {
-		return exitError{code}
+		return cli.ExitError{Code: code}
 	}
 	return nil
 }
@@ -216,17 +198,17 @@ func connectCmd(ctx context.Context, args []string) error {
 	fs := flags("connect", "[--workspace DIR] PROXY [--output json]", `Open the tunnel to PROXY and a local SOCKS5 and HTTP proxy in front of it, print where
 they are and their per-session credentials, and hold them until Ctrl-C.`)
 	wsDir := fs.String("workspace", "", "workspace directory (default: the current directory)")
-	out := outputFlag(fs)
+	out := cli.OutputFlag(fs)
 	verbose := fs.Bool("verbose", false, "print the backend log")
-	if err := parse(fs, interleaved(args)); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(*out); err != nil {
+	if err := cli.CheckOutput(*out); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return errUsage
+		return cli.ErrUsage
 	}
 	ws, err := workspaceFlag(*wsDir)
 	if err != nil {
@@ -256,7 +238,7 @@ they are and their per-session credentials, and hold them until Ctrl-C.`)
 	info := map[string]string{"proxy": px.Name, "socks5": ic.Channel.SOCKSAddr(), "http": ic.Channel.HTTPAddr(),
 		"username": ic.Channel.Username(), "password": ic.Channel.Password()}
 	if *out == "json" {
-		_ = printJSON(os.Stdout, info)
+		_ = cli.PrintJSON(os.Stdout, info)
 	} else {
 		fmt.Printf("tunnel to %s is up; until Ctrl-C:\n  SOCKS5  %s\n  HTTP    %s\n  user    %s\n  pass    %s\n  e.g.    ALL_PROXY=%s\n",
 			px.Name, info["socks5"], info["http"], info["username"], info["password"], ic.ProxyEnv()["ALL_PROXY"])
@@ -271,11 +253,11 @@ func cleanCmd(ctx context.Context, args []string) error {
 behind when they crashed: those whose owner process is gone. Containers of other users or
 hosts are never touched. --all also removes this user's running sessions.`)
 	all := fs.Bool("all", false, "also remove containers of this user's running backends")
-	out := outputFlag(fs)
+	out := cli.OutputFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(*out); err != nil {
+	if err := cli.CheckOutput(*out); err != nil {
 		return err
 	}
 	removed, err := launch.Clean(ctx, *all)
@@ -283,7 +265,7 @@ hosts are never touched. --all also removes this user's running sessions.`)
 		return err
 	}
 	if *out == "json" {
-		return printJSON(os.Stdout, map[string]any{"removed": nonNilStrings(removed)})
+		return cli.PrintJSON(os.Stdout, map[string]any{"removed": nonNilStrings(removed)})
 	}
 	if len(removed) == 0 {
 		fmt.Println("nothing to clean")

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/tether-dev/tether/internal/cli"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -32,11 +34,11 @@ By default one client on stdin/stdout; the exit code is 0 after shutdown+exit, 1
 	ppid := fs.Int("ppid", 0, "exit when this process (the IDE) is gone")
 	tokenFile := fs.String("token-file", "", "where to write the TCP client token (default: a private file under the user's runtime dir)")
 	logLevel := fs.String("log-level", "info", "lowest level logged and forwarded to clients: debug, info, warn, error")
-	out := outputFlag(fs)
+	out := cli.OutputFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(*out); err != nil {
+	if err := cli.CheckOutput(*out); err != nil {
 		return err
 	}
 	var level slog.Level
@@ -63,7 +65,7 @@ By default one client on stdin/stdout; the exit code is 0 after shutdown+exit, 1
 		if exitCode != 0 {
 			code = exitCode
 		}
-		return exitError{code}
+		return cli.ExitError{Code: code}
 	}
 
 	ln, err := server.Listen(*listen)
@@ -88,7 +90,7 @@ By default one client on stdin/stdout; the exit code is 0 after shutdown+exit, 1
 		defer os.Remove(strings.TrimPrefix(*listen, "unix:"))
 	}
 	if *out == "json" {
-		_ = printJSON(os.Stdout, info)
+		_ = cli.PrintJSON(os.Stdout, info)
 	} else if info["tokenFile"] != "" {
 		fmt.Printf("listening on %s (clients send the token from %s)\n", addr, info["tokenFile"])
 	} else {
@@ -100,7 +102,7 @@ By default one client on stdin/stdout; the exit code is 0 after shutdown+exit, 1
 		return err
 	}
 	if exitCode != 0 {
-		return exitError{exitCode}
+		return cli.ExitError{Code: exitCode}
 	}
 	return nil
 }
