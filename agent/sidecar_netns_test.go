@@ -131,8 +131,7 @@ func scNetNS(t *testing.T) (ns string, hostIP, nsIP netip.Addr) {
 func scBuildAgent(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "tether-agent")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/tether-dev/tether/cmd/tether-agent")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/tether-dev/tether/cmd/tether-agent")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -41,12 +41,11 @@ type exposure struct {
 }
 
 type exposer struct {
-	tun     tunnel.Tunnel
-	log     *slog.Logger
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	unwatch func()
+	tun    tunnel.Tunnel
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu    sync.Mutex
 	items []*exposure
