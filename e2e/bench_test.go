@@ -3,6 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -10,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/proxy"
 
 	"github.com/tether-dev/tether/client"
 )
@@ -115,4 +121,81 @@ func BenchmarkRunConfigList(b *testing.B) {
 		b.ReportMetric(float64(percentile(samples, 0.5).Nanoseconds())/1e6, "p50_ms")
 		b.ReportMetric(float64(percentile(samples, 0.99).Nanoseconds())/1e6, "p99_ms")
 	}
+}
+
+// BenchmarkDocker measures Docker mode: launch → app running and exited
+// (images present; goal ≤3 s), and the throughput of a download from the
+// private network through the sidecar versus through the channel directly
+// (a client on the host using the same proxy through `tether connect`).
+func BenchmarkDocker(b *testing.B) {
+	d := requireDocker(b)
+	w := startCloudWS(b, true)
+	img := probeImage(b, d)
+	const size = 256 << 20
+	url := fmt.Sprintf("http://%s/bytes?n=%d", w.cloud.HTTPAddr, size)
+	appendConfig(b, w.dir, fmt.Sprintf(`
+  - name: hello
+    type: docker
+    docker: {image: %s, args: ["http://%s/"]}
+    interconnect: {enabled: true, proxy: bastion}
+  - name: download
+    type: docker
+    docker: {image: %s, args: ["-download", "%s"]}
+    interconnect: {enabled: true, proxy: bastion}
+`, img, w.cloud.HTTPAddr, img, url))
+	for range b.N {
+		start := time.Now()
+		if out, err := exec.Command(tetherBin, "launch", "--workspace", w.dir, "hello").CombinedOutput(); err != nil {
+			b.Fatalf("launch: %v\n%s", err, out)
+		}
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "launch_to_exit_ms")
+
+		out, err := exec.Command(tetherBin, "launch", "--workspace", w.dir, "download").Output()
+		if err != nil {
+			b.Fatalf("download through the sidecar: %v\n%s", err, out)
+		}
+		var n int64
+		var secs, sidecar float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "downloaded %d bytes in %fs: %f MB/s", &n, &secs, &sidecar); err != nil {
+			b.Fatalf("probe output %q: %v", out, err)
+		}
+		direct := connectDownload(b, w, url)
+		b.ReportMetric(sidecar, "sidecar_MB/s")
+		b.ReportMetric(direct, "channel_MB/s")
+		b.ReportMetric(sidecar/direct, "ratio")
+	}
+}
+
+// connectDownload downloads url through `tether connect`'s SOCKS5 port and
+// returns MB/s.
+func connectDownload(b *testing.B, w *cloudWS, url string) float64 {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tetherBin, "connect", "--workspace", w.dir, "bastion", "--output", "json")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	var info map[string]string
+	if err := json.NewDecoder(out).Decode(&info); err != nil {
+		b.Fatal(err)
+	}
+	dialer, err := proxy.SOCKS5("tcp", info["socks5"], &proxy.Auth{User: info["username"], Password: info["password"]}, proxy.Direct)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &http.Transport{DialContext: dialer.(proxy.ContextDialer).DialContext}
+	defer tr.CloseIdleConnections()
+	start := time.Now()
+	resp, err := (&http.Client{Transport: tr}).Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / time.Since(start).Seconds() / 1e6
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/tether-dev/tether/plugins/docker"
 )
 
-func requireDocker(t *testing.T) *docker.Docker {
+func requireDocker(t testing.TB) *docker.Docker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -32,7 +32,7 @@ func requireDocker(t *testing.T) *docker.Docker {
 }
 
 // probeImage builds the static probe program into a FROM scratch image.
-func probeImage(t *testing.T, d *docker.Docker) string {
+func probeImage(t testing.TB, d *docker.Docker) string {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "probe")
@@ -64,7 +64,7 @@ func containersOf(t *testing.T, ws string) []string {
 	return strings.Fields(string(out))
 }
 
-func appendConfig(t *testing.T, ws, cfg string) {
+func appendConfig(t testing.TB, ws, cfg string) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(ws, "tether.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

@@ -63,7 +63,7 @@ type cloudWS struct {
 	dir   string
 }
 
-func compileProbe(t *testing.T, dir string) string {
+func compileProbe(t testing.TB, dir string) string {
 	t.Helper()
 	classes := filepath.Join(dir, "classes")
 	if err := os.MkdirAll(classes, 0o755); err != nil {
@@ -79,7 +79,7 @@ func compileProbe(t *testing.T, dir string) string {
 	return classes
 }
 
-func startCloudWS(t *testing.T, enabled bool) *cloudWS {
+func startCloudWS(t testing.TB, enabled bool) *cloudWS {
 	t.Helper()
 	requireJava(t)
 	c := fakecloud.Start(t)
@@ -113,7 +113,7 @@ configurations:
 	return &cloudWS{cloud: c, dir: dir}
 }
 
-func requireJava(t *testing.T) {
+func requireJava(t testing.TB) {
 	t.Helper()
 	for _, tool := range []string{"java", "javac"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -18,6 +18,10 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if len(os.Args) == 3 && os.Args[1] == "-download" {
+		download(os.Args[2])
+		return
+	}
 	c := &http.Client{Timeout: 10 * time.Second}
 	for _, u := range os.Args[1:] {
 		resp, err := c.Get(u)
@@ -30,4 +34,22 @@ func main() {
 		fmt.Printf("%s -> %s\n", u, strings.TrimSpace(string(b)))
 	}
 	fmt.Fprintln(os.Stderr, "probe done")
+}
+
+// download reads a URL to the end and prints the throughput (benchmarks).
+func download(u string) {
+	start := time.Now()
+	resp, err := http.Get(u)
+	if err != nil {
+		fmt.Printf("error: %v\n", err)
+		os.Exit(1)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		fmt.Printf("error after %d bytes: %v\n", n, err)
+		os.Exit(1)
+	}
+	d := time.Since(start)
+	fmt.Printf("downloaded %d bytes in %.3fs: %.1f MB/s\n", n, d.Seconds(), float64(n)/d.Seconds()/1e6)
 }
