@@ -10,6 +10,7 @@ FUZZTIME ?= 5s
 all: build
 
 build:
+	./scripts/javaagent.sh
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether ./cmd/tether
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether-agent ./cmd/tether-agent
 

@@ -2,79 +2,170 @@ package channel
 
 import (
 	"bufio"
-	"encoding/hex"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
-// sameUserPeer reports whether the other end of a loopback TCP connection
-// is a socket owned by this process's user, from /proc/net/tcp{,6}.
+// sameUserPeer reports whether the other end of an accepted loopback
+// connection is a socket of this process's user. It asks the kernel for
+// that one socket (NETLINK_SOCK_DIAG exact lookup, ~tens of µs) and falls
+// back to scanning /proc/thread-self/net/tcp{,6}, which costs milliseconds
+// on a machine with thousands of sockets. Both run on a locked thread and
+// see that thread's network namespace: /proc/self/net shows the main
+// thread's, which a process that moved its main thread elsewhere (the
+// namespace fake cloud of the tests can) would get wrong.
 func sameUserPeer(c net.Conn) bool {
 	remote, ok1 := c.RemoteAddr().(*net.TCPAddr)
 	local, ok2 := c.LocalAddr().(*net.TCPAddr)
 	if !ok1 || !ok2 || !remote.IP.IsLoopback() {
 		return false
 	}
-	uid, err := socketUID(remote.AddrPort(), local.AddrPort())
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	uid, err := diagUID(remote, local)
+	if err != nil {
+		uid, err = procUID(remote, local)
+	}
 	return err == nil && uid == os.Getuid()
 }
 
-// socketUID finds the owner of the socket whose local address is src and
-// remote address is dst.
-func socketUID(src, dst netip.AddrPort) (int, error) {
-	want := procAddr(src) + " " + procAddr(dst)
-	files := []string{"/proc/net/tcp6", "/proc/net/tcp"}
-	if src.Addr().Unmap().Is4() && !src.Addr().Is4In6() {
-		files = []string{"/proc/net/tcp", "/proc/net/tcp6"}
+var errNotFound = errors.New("socket not found")
+
+// diagUID looks up the socket src->dst with sock_diag (AF_INET, then
+// AF_INET6 with v4-mapped addresses for dual-stack sockets).
+func diagUID(src, dst *net.TCPAddr) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return 0, err
 	}
-	for _, name := range files {
-		f, err := os.Open(name)
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 1}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	families := []uint8{unix.AF_INET6}
+	if src.IP.To4() != nil && dst.IP.To4() != nil {
+		families = []uint8{unix.AF_INET, unix.AF_INET6}
+	}
+	for _, fam := range families {
+		uid, err := diagQuery(fd, fam, src, dst)
+		if err == nil {
+			return uid, nil
+		}
+		if !errors.Is(err, errNotFound) {
+			return 0, err
+		}
+	}
+	return 0, errNotFound
+}
+
+func diagQuery(fd int, fam uint8, src, dst *net.TCPAddr) (int, error) {
+	const hdr, req = 16, 56
+	b := make([]byte, hdr+req)
+	binary.LittleEndian.PutUint32(b[0:], hdr+req)
+	binary.LittleEndian.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	binary.LittleEndian.PutUint16(b[6:], unix.NLM_F_REQUEST)
+	binary.LittleEndian.PutUint32(b[8:], 1)
+	r := b[hdr:]
+	r[0] = fam
+	r[1] = unix.IPPROTO_TCP
+	binary.LittleEndian.PutUint32(r[4:], 0xffffffff) // all states
+	id := r[8:]
+	binary.BigEndian.PutUint16(id[0:], uint16(src.Port))
+	binary.BigEndian.PutUint16(id[2:], uint16(dst.Port))
+	if fam == unix.AF_INET {
+		copy(id[4:8], src.IP.To4())
+		copy(id[20:24], dst.IP.To4())
+	} else {
+		copy(id[4:20], src.IP.To16())
+		copy(id[20:36], dst.IP.To16())
+	}
+	binary.LittleEndian.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	binary.LittleEndian.PutUint32(id[44:], 0xffffffff)
+	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 8192)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return 0, err
+	}
+	if n < hdr+4 {
+		return 0, errors.New("short sock_diag answer")
+	}
+	switch typ := binary.LittleEndian.Uint16(buf[4:]); typ {
+	case unix.NLMSG_ERROR:
+		if errno := int32(binary.LittleEndian.Uint32(buf[hdr:])); errno == -int32(unix.ENOENT) {
+			return 0, errNotFound
+		} else {
+			return 0, fmt.Errorf("sock_diag: %v", unix.Errno(-errno))
+		}
+	case unix.SOCK_DIAG_BY_FAMILY:
+		// inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue, wqueue, uid
+		if n < hdr+68 {
+			return 0, errors.New("short inet_diag_msg")
+		}
+		return int(binary.LittleEndian.Uint32(buf[hdr+64:])), nil
+	default:
+		return 0, fmt.Errorf("sock_diag: message type %d", typ)
+	}
+}
+
+// procUID finds the owner of the socket src->dst in /proc/thread-self/net.
+func procUID(src, dst *net.TCPAddr) (int, error) {
+	dir := "/proc/thread-self/net/"
+	if _, err := os.Stat(dir); err != nil {
+		dir = "/proc/self/net/"
+	}
+	want4 := procAddr4(src) + " " + procAddr4(dst)
+	want6 := procAddr6(src) + " " + procAddr6(dst)
+	for _, name := range []string{"tcp", "tcp6"} {
+		f, err := os.Open(dir + name)
 		if err != nil {
 			continue
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			line := sc.Text()
-			// "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm->when retrnsmt   uid ..."
 			i := strings.Index(line, ": ")
-			if i < 0 || !strings.HasPrefix(line[i+2:], want) && !strings.HasPrefix(line[i+2:], procAddr6(src)+" "+procAddr6(dst)) {
+			if i < 0 {
 				continue
 			}
-			fields := strings.Fields(line[i+2:])
+			rest := line[i+2:]
+			if !strings.HasPrefix(rest, want4) && !strings.HasPrefix(rest, want6) {
+				continue
+			}
 			f.Close()
+			fields := strings.Fields(rest)
 			if len(fields) < 6 {
-				return 0, fmt.Errorf("short line in %s", name)
+				return 0, errors.New("short line")
 			}
 			return strconv.Atoi(fields[5])
 		}
 		f.Close()
 	}
-	return 0, fmt.Errorf("socket %s -> %s not found", src, dst)
+	return 0, errNotFound
 }
 
-// procAddr formats an address as /proc/net/tcp does: the IPv4 address as a
-// little-endian hex word, then the port in hex.
-func procAddr(ap netip.AddrPort) string {
-	a := ap.Addr().Unmap()
-	if !a.Is4() {
-		return procAddr6(ap)
+func procAddr4(a *net.TCPAddr) string {
+	ip := a.IP.To4()
+	if ip == nil {
+		return "-"
 	}
-	b := a.As4()
-	return fmt.Sprintf("%02X%02X%02X%02X:%04X", b[3], b[2], b[1], b[0], ap.Port())
+	return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], a.Port)
 }
 
-// procAddr6 formats an address as /proc/net/tcp6 does: four little-endian
-// 32-bit words (IPv4 shows as ::ffff:a.b.c.d).
-func procAddr6(ap netip.AddrPort) string {
-	b := ap.Addr().As16()
+func procAddr6(a *net.TCPAddr) string {
+	ip := a.IP.To16()
 	var sb strings.Builder
 	for w := 0; w < 4; w++ {
-		word := []byte{b[w*4+3], b[w*4+2], b[w*4+1], b[w*4]}
-		sb.WriteString(strings.ToUpper(hex.EncodeToString(word)))
+		fmt.Fprintf(&sb, "%02X%02X%02X%02X", ip[w*4+3], ip[w*4+2], ip[w*4+1], ip[w*4])
 	}
-	return fmt.Sprintf("%s:%04X", sb.String(), ap.Port())
+	return fmt.Sprintf("%s:%04X", sb.String(), a.Port)
 }

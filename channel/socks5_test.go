@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 )
@@ -143,24 +142,3 @@ func TestSOCKSTrustSameUser(t *testing.T) {
 	}
 }
 
-func TestSocketUIDOfOtherUser(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, _ := ln.Accept()
-	defer s.Close()
-	uid, err := socketUID(c.LocalAddr().(*net.TCPAddr).AddrPort(), c.RemoteAddr().(*net.TCPAddr).AddrPort())
-	if err != nil || uid != os.Getuid() {
-		t.Fatalf("uid %d, %v", uid, err)
-	}
-	if !sameUserPeer(s) {
-		t.Fatal("own socket not recognised")
-	}
-}

@@ -87,6 +87,7 @@ func jdbBreak(t *testing.T, addr string) string {
 	time.Sleep(500 * time.Millisecond) // TESTING.md: give jdb a moment after attach
 	fmt.Fprintln(in, "stop at Loop:5")
 	waitFor("Breakpoint hit")
+	waitFor("main[1]") // the prompt: the thread is suspended at the breakpoint
 	fmt.Fprintln(in, "print answer")
 	waitFor("answer = ")
 	fmt.Fprintln(in, "clear Loop:5")

@@ -235,7 +235,9 @@ func TestLaunchOverJSONRPC(t *testing.T) {
 	_, echoPort, _ := net.SplitHostPort(w.cloud.EchoAddr)
 	args := append(prep.VMArgs, "-cp", filepath.Join(w.dir, "classes"), "Probe", "http://"+w.cloud.HTTPAddr+"/",
 		"http://"+w.cloud.HTTPName+":"+httpPort+"/", w.cloud.DBName+":"+echoPort)
-	out, err := exec.CommandContext(ctx, "java", args...).CombinedOutput()
+	java := exec.CommandContext(ctx, "java", args...)
+	java.Env = withEnv(prep.Env)
+	out, err := java.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "by name: "+w.cloud.HTTPBody) {
 		t.Fatalf("java with prepared args: %v\n%s", err, out)
 	}
@@ -441,7 +443,9 @@ func TestReconnectKeepsApp(t *testing.T) {
 	_, echoPort, _ := net.SplitHostPort(w.cloud.EchoAddr)
 	args := append(prep.VMArgs, "-cp", filepath.Join(w.dir, "classes"), "Probe", "http://"+w.cloud.HTTPAddr+"/",
 		"http://"+w.cloud.HTTPName+":"+httpPort+"/", w.cloud.DBName+":"+echoPort)
-	if out, err := exec.CommandContext(ctx, "java", args...).CombinedOutput(); err != nil {
+	java := exec.CommandContext(ctx, "java", args...)
+	java.Env = withEnv(prep.Env)
+	if out, err := java.CombinedOutput(); err != nil {
 		t.Fatalf("after reconnect: %v\n%s", err, out)
 	}
 }
@@ -577,5 +581,64 @@ configurations:
 	initialize(t, p2.Client, map[string]any{})
 	if err := p2.Call(ctx, "proxy/test", map[string]any{"name": "agent"}, &test); err != nil || !test.OK {
 		t.Fatalf("ssh-agent: %+v %v", test, err)
+	}
+}
+
+// withEnv is the test's environment plus what launch/prepare returned.
+func withEnv(extra map[string]string) []string {
+	env := os.Environ()
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// nioJava uses the clients that ignore SOCKS properties: HttpClient and a
+// SocketChannel, both by private name.
+const nioJava = `
+import java.net.*;
+import java.net.http.*;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+
+public class NioProbe {
+    public static void main(String[] args) throws Exception {
+        HttpClient c = HttpClient.newHttpClient();
+        HttpResponse<String> r = c.send(HttpRequest.newBuilder(URI.create(args[0])).build(), HttpResponse.BodyHandlers.ofString());
+        System.out.println("httpclient: " + r.body().trim());
+        String[] hp = args[1].split(":");
+        try (SocketChannel ch = SocketChannel.open(new InetSocketAddress(hp[0], Integer.parseInt(hp[1])))) {
+            ch.write(ByteBuffer.wrap("nio\n".getBytes()));
+            ByteBuffer b = ByteBuffer.allocate(16);
+            ch.read(b);
+            System.out.println("channel: " + new String(b.array(), 0, b.position()).trim());
+        }
+    }
+}
+`
+
+// TestLaunchJavaAgentNIO: with the Java agent (the default), NIO clients
+// reach private names through `tether launch`.
+func TestLaunchJavaAgentNIO(t *testing.T) {
+	w := startCloudWS(t, true)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "NioProbe.java")
+	if err := os.WriteFile(src, []byte(nioJava), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("javac", "-d", dir, src).CombinedOutput(); err != nil {
+		t.Fatalf("javac: %v\n%s", err, out)
+	}
+	_, httpPort, _ := net.SplitHostPort(w.cloud.HTTPAddr)
+	_, echoPort, _ := net.SplitHostPort(w.cloud.EchoAddr)
+	appendConfig(t, w.dir, fmt.Sprintf(`
+  - name: nio
+    type: java
+    java: {mainClass: NioProbe, classpath: [%s], args: ["http://%s:%s/", "%s:%s"]}
+    interconnect: {enabled: true, proxy: bastion}
+`, dir, w.cloud.HTTPName, httpPort, w.cloud.DBName, echoPort))
+	out, err := tetherCmd(ctxT(t), "launch", "--workspace", w.dir, "nio").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "httpclient: "+w.cloud.HTTPBody) || !strings.Contains(string(out), "channel: nio") {
+		t.Fatalf("NIO through the agent: %v\n%s", err, out)
 	}
 }

@@ -28,8 +28,11 @@ type Injected struct {
 func Inject(rc *workspace.RunConfig, ic *Interconnect, debug bool) (Injected, error) {
 	var inj Injected
 	if ic != nil {
-		switch rc.Type {
-		case workspace.TypeJava:
+		switch {
+		case rc.Type == workspace.TypeJava && ic.agent != nil:
+			inj.VMArgs = append(inj.VMArgs, ic.agent.JVMArgs()...)
+			inj.Env = ic.agent.Env()
+		case rc.Type == workspace.TypeJava:
 			inj.VMArgs = append(inj.VMArgs, ic.JVMArgs()...)
 		default:
 			inj.Env = ic.ProxyEnv()

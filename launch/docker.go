@@ -187,7 +187,7 @@ func (m *Manager) startDocker(ctx context.Context, id string, rc *workspace.RunC
 		l.exitCode = code
 		if ic != nil {
 			closeIC(ic) // waits for the app's last connections to be logged
-			l.summary = ic.Channel.Summary()
+			l.summary = ic.Summary()
 		}
 		m.mu.Lock()
 		delete(m.launches, id)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/javaagent"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
@@ -55,6 +56,9 @@ type Interconnect struct {
 
 	unwatch func()
 	expose  *exposer
+	agent   *javaagent.Server // java configurations with the agent
+	onConn  func(protocol.ConnectionRecord)
+	agentSt channel.Summary // connections the agent redirected (no byte counts)
 	mu      sync.Mutex
 	status  protocol.TunnelStatus
 }
@@ -72,6 +76,71 @@ func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs [
 	}
 	ic.expose = e
 	return nil
+}
+
+// StartJavaAgent starts the control server of Tether's Java agent for this
+// session: the JVM's connects to routed destinations and lookups of names
+// under the route domains come here and go through the tunnel.
+func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy, log *slog.Logger) error {
+	var cidrs, domains []string
+	if px.Routes != nil {
+		cidrs, domains = px.Routes.CIDRs, px.Routes.Domains
+	}
+	if len(cidrs) == 0 && len(domains) == 0 {
+		cidrs = []string{"0.0.0.0/0", "::/0"} // no routes: everything goes through the tunnel
+	}
+	prefixes, err := javaagent.ParsePrefixes(cidrs)
+	if err != nil {
+		return err
+	}
+	a, err := javaagent.Start(context.WithoutCancel(ctx), javaagent.Config{
+		Dial: ic.Tunnel.Dial, CIDRs: prefixes, Domains: domains, Logger: log.With("session", ic.ID),
+		OnConn: func(target, name string, err error) {
+			if target == "" {
+				if err != nil {
+					log.Warn("java agent: " + err.Error())
+				}
+				return
+			}
+			r := protocol.ConnectionRecord{SessionID: ic.ID, Target: target, Route: "tunnel"}
+			if err != nil {
+				r.Error = err.Error()
+			}
+			ic.countAgentConn(r)
+			if ic.onConn != nil {
+				ic.onConn(r)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ic.agent = a
+	return nil
+}
+
+func (ic *Interconnect) countAgentConn(r protocol.ConnectionRecord) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	ic.agentSt.Connections++
+	ic.agentSt.Tunnel++
+	if r.Error != "" {
+		ic.agentSt.Failed++
+		ic.agentSt.Failures = append(ic.agentSt.Failures, channel.Record{Target: r.Target, Route: r.Route, Err: r.Error})
+	}
+}
+
+// Summary counts the session's connections: those through the channel and
+// those the Java agent redirected.
+func (ic *Interconnect) Summary() channel.Summary {
+	s := ic.Channel.Summary()
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	s.Connections += ic.agentSt.Connections
+	s.Tunnel += ic.agentSt.Tunnel
+	s.Failed += ic.agentSt.Failed
+	s.Failures = append(s.Failures, ic.agentSt.Failures...)
+	return s
 }
 
 // Exposed lists the exposed local ports and where cloud callers reach them.
@@ -122,7 +191,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	if err != nil {
 		return nil, err
 	}
-	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun,
+	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
 	var routes channel.Routes
 	routeAll := true
@@ -178,6 +247,9 @@ func (ic *Interconnect) Close() error {
 		ic.unwatch()
 	}
 	ic.expose.Close()
+	if ic.agent != nil {
+		ic.agent.Close()
+	}
 	err := ic.Channel.Close()
 	if terr := ic.Tunnel.Close(); err == nil {
 		err = terr

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/javaagent"
 	"github.com/tether-dev/tether/plugins/docker"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
@@ -86,6 +87,12 @@ func (m *Manager) open(ctx context.Context, rc *workspace.RunConfig, px *workspa
 	if err := ic.Expose(ctx, px, rc.Interconnect.Expose, m.Hooks.logger()); err != nil {
 		ic.Close()
 		return nil, err
+	}
+	if useJavaAgent(rc) {
+		if err := ic.StartJavaAgent(ctx, px, m.Hooks.logger()); err != nil {
+			ic.Close()
+			return nil, err
+		}
 	}
 	return ic, nil
 }
@@ -270,7 +277,7 @@ func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, 
 		<-proc.Done()
 		if ic != nil {
 			closeIC(ic) // waits for the app's last connections to be logged
-			l.summary = ic.Channel.Summary()
+			l.summary = ic.Summary()
 		}
 		m.mu.Lock()
 		delete(m.launches, id)
@@ -374,4 +381,13 @@ func closeIC(ic *Interconnect) {
 	if ic != nil {
 		_ = ic.Close()
 	}
+}
+
+// useJavaAgent: java configurations use Tether's Java agent unless they
+// turn it off, when this build embeds it.
+func useJavaAgent(rc *workspace.RunConfig) bool {
+	if rc.Type != workspace.TypeJava || !javaagent.Available() {
+		return false
+	}
+	return rc.Java == nil || rc.Java.Agent == nil || *rc.Java.Agent
 }

@@ -72,6 +72,11 @@ type JavaConfig struct {
 	VMArgs    []string `json:"vmArgs,omitempty" yaml:"vmArgs,omitempty"`
 	Args      []string `json:"args,omitempty" yaml:"args,omitempty"`
 	JavaHome  string   `json:"javaHome,omitempty" yaml:"javaHome,omitempty"`
+	// Agent: with interconnect on, Tether's Java agent redirects every
+	// connect (NIO, HttpClient, Netty, async) and resolves private names on
+	// the far side. Default true; false falls back to SOCKS JVM arguments
+	// (blocking sockets only).
+	Agent *bool `json:"agent,omitempty" yaml:"agent,omitempty"`
 }
 
 // ExecConfig starts any command; it reaches the cloud through proxy

@@ -94,6 +94,7 @@ var runConfigSchema = &Schema{
 			p("vmArgs", strs("JVM arguments.")),
 			p("args", strs("Program arguments.")),
 			p("javaHome", str("JDK to use (default: JAVA_HOME, else java on PATH).")),
+			p("agent", &Schema{Type: "boolean", Description: "With interconnect on, use Tether's Java agent (every connect, NIO included, and private DNS names); false: SOCKS JVM arguments only (blocking sockets). Default true."}),
 		)),
 		p("exec", obj("Any command; it gets proxy environment variables.", []string{"command"},
 			p("command", strs("argv: the program and its arguments.")),

@@ -244,7 +244,7 @@ they are and their per-session credentials, and hold them until Ctrl-C.`)
 			px.Name, info["socks5"], info["http"], info["username"], info["password"], ic.ProxyEnv()["ALL_PROXY"])
 	}
 	<-ctx.Done()
-	printSummary(ic.Channel.Summary())
+	printSummary(ic.Summary())
 	return nil
 }
 

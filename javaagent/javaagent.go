@@ -1,0 +1,594 @@
+// Package javaagent serves the Tether Java agent (javaagent/java, built by
+// scripts/javaagent.sh into dist/ and embedded here): the control server the
+// agent talks to, one-shot loopback forwards through the tunnel, fake
+// addresses for private names, and the JVM arguments and environment that
+// load the agent.
+//
+// Control protocol (one TCP connection per JVM, 127.0.0.1, UTF-8 lines):
+//
+//	agent:   HELLO <token> <java.version> <pid>
+//	backend: OK, FAKE <cidr>, CIDR <cidr>..., DOMAIN <suffix>..., END   (or ERR <message>, close)
+//	agent:   CONNECT <id> <ip> <port> [<name>]   backend: PORT <id> <port> | ERR <id> <message>
+//	agent:   RESOLVE <id> <name>                 backend: ADDR <id> <ip>   | ERR <id> <message>
+//	agent:   LOG <message>                       (no answer: goes to the connection log)
+//
+// For CONNECT the backend first dials the destination through the tunnel
+// (a fake address becomes "name:port", resolved on the cloud side), so that
+// a refusal becomes the app's connect failure; then it listens on a fresh
+// 127.0.0.1 port that accepts exactly one connection from the same OS user
+// within ten seconds, and splices the two.
+package javaagent
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tether-dev/tether/channel"
+)
+
+//go:embed all:dist
+var dist embed.FS
+
+// jarName is the agent jar inside dist/.
+const jarName = "tether-javaagent.jar"
+
+// DefaultFakeRange holds the fake addresses handed out for private names
+// (RFC 2544 benchmarking range: never a real destination).
+var DefaultFakeRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// Timeouts of the control protocol.
+var (
+	helloTimeout   = 5 * time.Second
+	dialTimeout    = 25 * time.Second
+	oneShotTimeout = 10 * time.Second
+)
+
+// Available reports whether the agent jar is embedded in this binary (it is
+// when scripts/javaagent.sh ran before go build).
+func Available() bool {
+	_, err := fs.Stat(dist, "dist/"+jarName)
+	return err == nil
+}
+
+// Jar returns the embedded agent jar.
+func Jar() ([]byte, error) {
+	b, err := dist.ReadFile("dist/" + jarName)
+	if err != nil {
+		return nil, fmt.Errorf("the Java agent is not built into this binary (run scripts/javaagent.sh before go build): %w", err)
+	}
+	return b, nil
+}
+
+// Config configures Start.
+type Config struct {
+	// Dial opens a stream through the tunnel; addr is "ip:port" or
+	// "name:port" (resolved on the far side).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// CIDRs and Domains are the routes: what the agent redirects.
+	CIDRs   []netip.Prefix
+	Domains []string
+	// FakeRange holds fake addresses for names under Domains; default
+	// DefaultFakeRange. It must not overlap CIDRs.
+	FakeRange netip.Prefix
+	// JarDir is where the jar is extracted; default
+	// $XDG_CACHE_HOME/tether (os.UserCacheDir), else the temp dir.
+	JarDir string
+	Logger *slog.Logger
+	// OnConn is the connection log: one call per redirected connect, when
+	// it ends (err nil) or fails; target is "ip:port" or "name:port", name
+	// is the private name when the app used one. It also receives agent
+	// notices (e.g. a Netty native transport) with target "" and err set.
+	OnConn func(target, name string, err error)
+}
+
+// Server is a running control server for one session.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	ln     net.Listener
+	token  string
+	jar    string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	byName map[string]netip.Addr
+	byAddr map[netip.Addr]string
+	next   netip.Addr
+	closed bool
+}
+
+// Start starts the control server on 127.0.0.1:0 and extracts the jar (if
+// embedded) to a versioned cache file.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Dial == nil {
+		return nil, errors.New("javaagent: Config.Dial is required")
+	}
+	if !cfg.FakeRange.IsValid() {
+		cfg.FakeRange = DefaultFakeRange
+	}
+	cfg.FakeRange = cfg.FakeRange.Masked()
+	if !cfg.FakeRange.Addr().Is4() || cfg.FakeRange.Bits() > 30 {
+		return nil, fmt.Errorf("javaagent: fake range %s must be IPv4 and hold at least 4 addresses", cfg.FakeRange)
+	}
+	for _, p := range cfg.CIDRs {
+		// Fake addresses are only handed out for Domains; with none (e.g. a
+		// route-all 0.0.0.0/0) the range is unused and may overlap.
+		if len(cfg.Domains) > 0 && p.Overlaps(cfg.FakeRange) {
+			return nil, fmt.Errorf("javaagent: route %s overlaps the fake address range %s used for private names", p, cfg.FakeRange)
+		}
+	}
+	domains := make([]string, 0, len(cfg.Domains))
+	for _, d := range cfg.Domains {
+		d = normName(strings.TrimPrefix(d, "."))
+		if d == "" || strings.ContainsAny(d, " \t\r\n/") {
+			return nil, fmt.Errorf("javaagent: bad route domain %q", d)
+		}
+		domains = append(domains, d)
+	}
+	cfg.Domains = domains
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var tok [24]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, token: hex.EncodeToString(tok[:]), conns: map[net.Conn]struct{}{},
+		byName: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}, next: cfg.FakeRange.Addr().Next()}
+	if Available() {
+		p, err := extractJar(cfg.JarDir)
+		if err != nil {
+			return nil, err
+		}
+		s.jar = p
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.ln = ln
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+// extractJar writes the embedded jar to dir/javaagent-<sha256 prefix>.jar
+// unless it is already there, and returns the path.
+func extractJar(dir string) (string, error) {
+	b, err := Jar()
+	if err != nil {
+		return "", err
+	}
+	if dir == "" {
+		if c, err := os.UserCacheDir(); err == nil {
+			dir = filepath.Join(c, "tether")
+		} else {
+			dir = filepath.Join(os.TempDir(), "tether-"+strconv.Itoa(os.Getuid()))
+		}
+	}
+	sum := sha256.Sum256(b)
+	p := filepath.Join(dir, "javaagent-"+hex.EncodeToString(sum[:8])+".jar")
+	if old, err := os.ReadFile(p); err == nil && sha256.Sum256(old) == sum {
+		return p, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("javaagent: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".javaagent-*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("javaagent: %w", err)
+	}
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(f.Name(), 0o644)
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), p) // atomic: concurrent sessions agree
+	}
+	if werr != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("javaagent: extract jar: %w", werr)
+	}
+	return p, nil
+}
+
+// JarPath is the extracted jar ("" if the jar is not embedded).
+func (s *Server) JarPath() string { return s.jar }
+
+// Addr is the control server's address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// JVMArgs returns the arguments that load the agent: -javaagent:<jar>. It
+// is empty when the jar is not embedded (fall back to the SOCKS args).
+func (s *Server) JVMArgs() []string {
+	if s.jar == "" {
+		return nil
+	}
+	return []string{"-javaagent:" + s.jar}
+}
+
+// Env returns the environment the JVM needs: the control address and the
+// session token (environment, not arguments, so the token is not in ps).
+func (s *Server) Env() map[string]string {
+	return map[string]string{"TETHER_AGENT_CONTROL": s.Addr(), "TETHER_AGENT_TOKEN": s.token}
+}
+
+// Close stops the server, its control connections and pending one-shot
+// ports and the connections spliced through it.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	err := s.ln.Close()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !s.track(c) {
+			c.Close()
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			defer c.Close()
+			s.serve(c)
+		}()
+	}
+}
+
+// agentConn is one JVM's control connection.
+type agentConn struct {
+	s   *Server
+	c   net.Conn
+	wmu sync.Mutex
+	w   *bufio.Writer
+	pid string
+}
+
+func (a *agentConn) send(line string) {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	a.w.WriteString(line)
+	a.w.WriteByte('\n')
+	a.w.Flush()
+}
+
+func (s *Server) serve(c net.Conn) {
+	r := bufio.NewReaderSize(c, 4096)
+	c.SetReadDeadline(time.Now().Add(helloTimeout))
+	line, err := readLine(r)
+	if err != nil {
+		return
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != "HELLO" || subtle.ConstantTimeCompare([]byte(f[1]), []byte(s.token)) != 1 {
+		s.log.Warn("java agent: control connection with a wrong token refused", "remote", c.RemoteAddr())
+		c.Write([]byte("ERR bad token\n"))
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	a := &agentConn{s: s, c: c, w: bufio.NewWriter(c)}
+	if len(f) >= 4 {
+		a.pid = f[3]
+	}
+	var hello strings.Builder
+	hello.WriteString("OK\n")
+	if len(s.cfg.Domains) > 0 {
+		hello.WriteString("FAKE " + s.cfg.FakeRange.String() + "\n")
+	}
+	for _, p := range s.cfg.CIDRs {
+		hello.WriteString("CIDR " + p.Masked().String() + "\n")
+	}
+	for _, d := range s.cfg.Domains {
+		hello.WriteString("DOMAIN " + d + "\n")
+	}
+	hello.WriteString("END")
+	a.send(hello.String())
+	java := ""
+	if len(f) >= 3 {
+		java = f[2]
+	}
+	s.log.Info("java agent connected", "java", java, "pid", a.pid)
+	for {
+		line, err := readLine(r)
+		if err != nil {
+			return
+		}
+		verb, rest, _ := strings.Cut(line, " ")
+		switch verb {
+		case "CONNECT", "RESOLVE":
+			id, args, _ := strings.Cut(rest, " ")
+			if _, err := strconv.ParseUint(id, 10, 63); err != nil {
+				continue
+			}
+			if verb == "RESOLVE" {
+				// Answered inline: allocation is a map lookup.
+				ip, err := s.resolve(args)
+				if err != nil {
+					a.send("ERR " + id + " " + oneLine(err.Error()))
+				} else {
+					a.send("ADDR " + id + " " + ip.String())
+				}
+				continue
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				port, err := s.connect(args)
+				if err != nil {
+					a.send("ERR " + id + " " + oneLine(err.Error()))
+					return
+				}
+				a.send("PORT " + id + " " + strconv.Itoa(port))
+			}()
+		case "LOG":
+			s.log.Warn("java agent: " + rest)
+			if s.cfg.OnConn != nil {
+				s.cfg.OnConn("", "", errors.New(rest))
+			}
+		}
+	}
+}
+
+func oneLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }
+
+// readLine reads one line of at most 4 KiB.
+func readLine(r *bufio.Reader) (string, error) {
+	b, err := r.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return "", errors.New("line too long")
+		}
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func normName(n string) string { return strings.TrimSuffix(strings.ToLower(n), ".") }
+
+// routedName reports whether name is under a route domain.
+func (s *Server) routedName(name string) bool {
+	for _, d := range s.cfg.Domains {
+		if name == d || strings.HasSuffix(name, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve returns the fake address of a route-domain name, allocating one.
+func (s *Server) resolve(name string) (netip.Addr, error) {
+	name = normName(name)
+	if name == "" || len(name) > 253 || strings.ContainsAny(name, " /:%") || !s.routedName(name) {
+		return netip.Addr{}, fmt.Errorf("%q is not under the route domains", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.byName[name]; ok {
+		return a, nil
+	}
+	a := s.next
+	last := lastAddr(s.cfg.FakeRange)
+	if !s.cfg.FakeRange.Contains(a) || a == last {
+		return netip.Addr{}, fmt.Errorf("fake address range %s exhausted", s.cfg.FakeRange)
+	}
+	s.next = a.Next()
+	s.byName[name] = a
+	s.byAddr[a] = name
+	s.log.Debug("java agent: fake address", "name", name, "addr", a)
+	return a, nil
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// ParsePrefixes parses route CIDRs as the workspace file spells them
+// ("10.0.0.0/16", or a bare address for a single host).
+func ParsePrefixes(cidrs []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(cidrs))
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(c)); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(strings.TrimSpace(c))
+		if err != nil {
+			return nil, fmt.Errorf("javaagent: bad route %q", c)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// NameOf returns the name a fake address stands for.
+func (s *Server) NameOf(a netip.Addr) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.byAddr[a.Unmap()]
+	return n, ok
+}
+
+// connect handles "ip port [name]": dial through the tunnel, then open a
+// one-shot loopback port that splices to it.
+func (s *Server) connect(args string) (int, error) {
+	f := strings.Fields(args)
+	if len(f) < 2 {
+		return 0, errors.New("tether: bad CONNECT request")
+	}
+	ip, err := netip.ParseAddr(f[0])
+	if err != nil {
+		return 0, fmt.Errorf("tether: bad address %q", f[0])
+	}
+	ip = ip.Unmap().WithZone("")
+	port, err := strconv.Atoi(f[1])
+	if err != nil || port <= 0 || port > 65535 {
+		return 0, fmt.Errorf("tether: bad port %q", f[1])
+	}
+	name := ""
+	if len(f) >= 3 {
+		name = normName(f[2])
+	}
+	target := netip.AddrPortFrom(ip, uint16(port)).String()
+	switch {
+	case len(s.cfg.Domains) > 0 && s.cfg.FakeRange.Contains(ip):
+		n, ok := s.NameOf(ip)
+		if !ok {
+			err := fmt.Errorf("tether: %s is not a fake address handed out in this session", ip)
+			s.onConn(target, name, err)
+			return 0, err
+		}
+		name = n
+		target = net.JoinHostPort(n, strconv.Itoa(port))
+	case !s.routedIP(ip):
+		err := fmt.Errorf("tether: %s is not in the proxy's routes", ip)
+		s.onConn(target, name, err)
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
+	up, err := s.cfg.Dial(ctx, "tcp", target)
+	cancel()
+	if err != nil {
+		s.onConn(target, name, err)
+		return 0, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		up.Close()
+		s.onConn(target, name, err)
+		return 0, err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.oneShot(ln, up, target, name)
+	}()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) routedIP(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
+		return false
+	}
+	for _, p := range s.cfg.CIDRs {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) onConn(target, name string, err error) {
+	if err != nil {
+		s.log.Info("java agent connection failed", "target", target, "name", name, "error", err)
+	} else {
+		s.log.Debug("java agent connection", "target", target, "name", name)
+	}
+	if s.cfg.OnConn != nil {
+		s.cfg.OnConn(target, name, err)
+	}
+}
+
+// oneShot accepts the first connection from the same OS user within
+// oneShotTimeout, closes the listener and splices.
+func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name string) {
+	tl := ln.(*net.TCPListener)
+	deadline := time.Now().Add(oneShotTimeout)
+	stop := context.AfterFunc(s.ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		tl.SetDeadline(deadline)
+		c, err := ln.Accept()
+		if err != nil {
+			ln.Close()
+			up.Close()
+			s.onConn(target, name, fmt.Errorf("tether: the app did not connect to its forward within %s", oneShotTimeout))
+			return
+		}
+		if !channel.SameUserPeer(c) {
+			s.log.Warn("java agent: connection from another user refused", "remote", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		ln.Close()
+		if !s.track(c) {
+			c.Close()
+			up.Close()
+			return
+		}
+		channel.Splice(c, up)
+		s.untrack(c)
+		s.onConn(target, name, nil)
+		return
+	}
+}
