@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/client"
+	"github.com/tether-dev/tether/internal/k8stestbed"
 )
 
 var (
@@ -42,6 +43,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if err := k8stestbed.StopShared(); err != nil {
+		fmt.Fprintln(os.Stderr, "k8s testbed tear-down:", err)
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -202,6 +202,9 @@ func (m *Manager) startDocker(ctx context.Context, id string, rc *workspace.RunC
 // behind (all of this user's with all).
 func Clean(ctx context.Context, all bool) ([]string, error) {
 	d, err := docker.New(ctx)
+	if errors.Is(err, docker.ErrDaemonNotRunning) {
+		return nil, nil // no Docker: no containers to clean
+	}
 	if err != nil {
 		return nil, err
 	}

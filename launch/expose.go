@@ -60,6 +60,11 @@ func advertiseAddress(ctx context.Context, tun tunnel.Tunnel, px *workspace.Prox
 	if px.SSH != nil && px.SSH.AdvertiseAddress != "" {
 		return px.SSH.AdvertiseAddress, nil
 	}
+	if pod, ok := tun.(interface{ PodIP() string }); ok && pod.PodIP() != "" {
+		// A kubernetes agent pod listens on its own IP (a replacement pod
+		// after a reconnect has another one).
+		return pod.PodIP(), nil
+	}
 	ex, ok := tun.(executor)
 	if !ok {
 		return "", errors.New("set ssh.advertiseAddress: this proxy cannot tell its own address")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/javaagent"
+	"github.com/tether-dev/tether/plugins/kubernetes"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
@@ -58,6 +59,7 @@ type Interconnect struct {
 	expose  *exposer
 	agent   *javaagent.Server // java configurations with the agent
 	onConn  func(protocol.ConnectionRecord)
+	dir     string // the workspace, for relative paths
 	agentSt channel.Summary // connections the agent redirected (no byte counts)
 	mu      sync.Mutex
 	status  protocol.TunnelStatus
@@ -82,10 +84,7 @@ func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs [
 // session: the JVM's connects to routed destinations and lookups of names
 // under the route domains come here and go through the tunnel.
 func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy, log *slog.Logger) error {
-	var cidrs, domains []string
-	if px.Routes != nil {
-		cidrs, domains = px.Routes.CIDRs, px.Routes.Domains
-	}
+	cidrs, domains := routesOf(ctx, ic.dir, px, log)
 	if len(cidrs) == 0 && len(domains) == 0 {
 		cidrs = []string{"0.0.0.0/0", "::/0"} // no routes: everything goes through the tunnel
 	}
@@ -178,7 +177,20 @@ func OpenTunnel(ctx context.Context, dir string, px *workspace.Proxy, h Hooks) (
 		}
 		return t, nil
 	case px.Kubernetes != nil:
-		return nil, fmt.Errorf("proxy %s: kubernetes proxies are %w", px.Name, ErrNotSupported)
+		var opening atomic.Bool
+		opening.Store(true)
+		progress.Report(ctx, "starting a temporary agent pod for proxy %s", px.Name)
+		t, err := kubernetes.Open(ctx, kubeConfig(dir, px.Kubernetes, log, func(msg string) {
+			if opening.Load() {
+				progress.Report(ctx, "%s", msg)
+			}
+			log.Info(msg)
+		}))
+		opening.Store(false)
+		if err != nil {
+			return nil, fmt.Errorf("proxy %s: %w", px.Name, err)
+		}
+		return t, nil
 	}
 	return nil, fmt.Errorf("proxy %s has neither ssh nor kubernetes settings", px.Name)
 }
@@ -191,12 +203,13 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	if err != nil {
 		return nil, err
 	}
-	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn,
+	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, dir: dir,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
 	var routes channel.Routes
 	routeAll := true
-	if px.Routes != nil && (len(px.Routes.CIDRs) > 0 || len(px.Routes.Domains) > 0) {
-		r, err := channel.ParseRoutes(px.Routes.CIDRs, px.Routes.Domains)
+	cidrs, domains := routesOf(ctx, dir, px, log)
+	if len(cidrs) > 0 || len(domains) > 0 {
+		r, err := channel.ParseRoutes(cidrs, domains)
 		if err != nil {
 			tun.Close()
 			return nil, fmt.Errorf("proxy %s routes: %w", px.Name, err)

@@ -249,3 +249,27 @@ type DAPServerParams struct{}
 type DAPServerResult struct {
 	Address string `json:"address"`
 }
+
+// KubernetesContextsParams (kubernetes/contexts): for the IDE's picker.
+type KubernetesContextsParams struct {
+	Kubeconfig string `json:"kubeconfig,omitempty"` // default: $KUBECONFIG, else ~/.kube/config
+}
+
+// KubernetesContextsResult (kubernetes/contexts).
+type KubernetesContextsResult struct {
+	Contexts []string `json:"contexts"`
+	Current  string   `json:"current"`
+}
+
+// KubernetesNamespacesParams (kubernetes/namespaces): for the IDE's picker.
+type KubernetesNamespacesParams struct {
+	WorkDoneProgressParams
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Context    string `json:"context,omitempty"`
+}
+
+// KubernetesNamespacesResult (kubernetes/namespaces): the namespaces the
+// user can list (or only the context's, when listing is forbidden).
+type KubernetesNamespacesResult struct {
+	Namespaces []string `json:"namespaces"`
+}

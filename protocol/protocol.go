@@ -51,6 +51,9 @@ const (
 	MethodLaunchOutput  = "launch/output" // notification
 	MethodLaunchState   = "launch/state"  // notification
 
+	MethodKubernetesContexts   = "kubernetes/contexts"
+	MethodKubernetesNamespaces = "kubernetes/namespaces"
+
 	MethodDebugForward   = "debug/forward"
 	MethodDebugUnforward = "debug/unforward"
 	// MethodDebugDAPServer hands out a loopback DAP endpoint for IDEs that

@@ -14,6 +14,13 @@ import (
 	"github.com/tether-dev/tether/agent"
 )
 
+// Environment variables read by `tether-agent ssh` when the flags are not
+// given: the authorized_keys text and the host private key (PEM).
+const (
+	envAuthorizedKeys = "TETHER_AGENT_AUTHORIZED_KEYS"
+	envHostKeyName    = "TETHER_AGENT_HOST_KEY"
+)
+
 func runSSH(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("ssh", "--listen ADDR --authorized-keys FILE [--host-key FILE] [--idle-exit 60s]",
 		"Serve Tether's SSH tunnel: public-key authentication only, TCP forwarding\n"+
@@ -26,8 +33,11 @@ func runSSH(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
-	if *authFile == "" {
-		fmt.Fprintln(stderr, "tether-agent ssh: --authorized-keys is required")
+	// In a pod with a read-only root filesystem the keys come from the
+	// environment instead of files (the flags win when both are given).
+	envAuth, envHostKey := os.Getenv(envAuthorizedKeys), os.Getenv(envHostKeyName)
+	if *authFile == "" && envAuth == "" {
+		fmt.Fprintln(stderr, "tether-agent ssh: --authorized-keys (or $"+envAuthorizedKeys+") is required")
 		fs.Usage()
 		return errUsage
 	}
@@ -38,13 +48,16 @@ func runSSH(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	data, err := os.ReadFile(*authFile)
-	if err != nil {
+	authSrc := *authFile
+	var data []byte
+	if authSrc == "" {
+		authSrc, data = "$"+envAuthorizedKeys, []byte(envAuth)
+	} else if data, err = os.ReadFile(*authFile); err != nil {
 		return err
 	}
 	keys, err := agent.ParseAuthorizedKeys(data)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *authFile, err)
+		return fmt.Errorf("%s: %w", authSrc, err)
 	}
 	var hostKey ssh.Signer
 	if *hostKeyFile != "" {
@@ -54,6 +67,10 @@ func runSSH(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		if hostKey, err = ssh.ParsePrivateKey(pem); err != nil {
 			return fmt.Errorf("%s: %w", *hostKeyFile, err)
+		}
+	} else if envHostKey != "" {
+		if hostKey, err = ssh.ParsePrivateKey([]byte(envHostKey)); err != nil {
+			return fmt.Errorf("$%s: %w", envHostKeyName, err)
 		}
 	} else if hostKey, _, err = agent.NewKey(""); err != nil {
 		return err

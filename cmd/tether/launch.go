@@ -23,8 +23,8 @@ import (
 func init() {
 	register(command{name: "launch", args: "[--workspace DIR] NAME [--debug]",
 		summary: "run a run configuration with interconnect; exit code is the app's", run: launchCmd})
-	register(command{name: "clean", args: "[--all] [--output json]",
-		summary: "remove containers that crashed backends of this user left behind", run: cleanCmd})
+	register(command{name: "clean", args: "[--all] [--workspace DIR] [--output json]",
+		summary: "remove containers and agent pods that crashed backends of this user left behind", run: cleanCmd})
 	register(command{name: "connect", args: "[--workspace DIR] PROXY [--output json]",
 		summary: "hold a tunnel and print the local SOCKS5/HTTP proxy until Ctrl-C", run: connectCmd})
 }
@@ -249,10 +249,12 @@ they are and their per-session credentials, and hold them until Ctrl-C.`)
 }
 
 func cleanCmd(ctx context.Context, args []string) error {
-	fs := flags("clean", "[--all] [--output json]", `Remove the containers (app and sidecar) that Tether backends of this user left
-behind when they crashed: those whose owner process is gone. Containers of other users or
-hosts are never touched. --all also removes this user's running sessions.`)
-	all := fs.Bool("all", false, "also remove containers of this user's running backends")
+	fs := flags("clean", "[--all] [--workspace DIR] [--output json]", `Remove the containers (app and sidecar) and the Kubernetes agent pods (in the clusters of the
+workspace's kubernetes proxies) that Tether backends of this user left behind when they
+crashed: those whose owner process is gone. Other users' or hosts' are never touched.
+--all also removes this user's running sessions.`)
+	all := fs.Bool("all", false, "also remove containers and pods of this user's running backends")
+	wsDir := fs.String("workspace", "", "workspace whose kubernetes proxies' clusters are cleaned too (default: the current directory)")
 	out := cli.OutputFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -262,6 +264,17 @@ hosts are never touched. --all also removes this user's running sessions.`)
 	}
 	removed, err := launch.Clean(ctx, *all)
 	if err != nil {
+		fmt.Fprintf(os.Stderr, "tether: containers: %v\n", err)
+	}
+	if ws, werr := workspaceFlag(*wsDir); werr == nil {
+		pods, perr := launch.CleanPods(ctx, ws, *all)
+		removed = append(removed, pods...)
+		if perr != nil {
+			fmt.Fprintf(os.Stderr, "tether: pods: %v\n", perr)
+			err = perr
+		}
+	}
+	if err != nil && len(removed) == 0 {
 		return err
 	}
 	if *out == "json" {

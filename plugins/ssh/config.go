@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -61,6 +62,13 @@ type Config struct {
 
 	Prompts  Prompts
 	Progress func(message string) // optional; must not block
+
+	// Dial, when set, replaces the TCP connect to the first hop (the first
+	// jump host, or Host when there are none): the SSH handshake runs over
+	// the net.Conn it returns (e.g. a Kubernetes port-forward stream). It is
+	// called for every connection of the pool and every reconnect; Host and
+	// Port then only name the endpoint (known_hosts, messages).
+	Dial func(ctx context.Context) (net.Conn, error)
 }
 
 // hop is one resolved SSH endpoint.

@@ -218,7 +218,9 @@ func (t *Tunnel) connect(ctx context.Context) (*conn, error) {
 		}
 		var raw net.Conn
 		var err error
-		if prev == nil {
+		if prev == nil && t.cfg.Dial != nil {
+			raw, err = t.cfg.Dial(ctx)
+		} else if prev == nil {
 			var d net.Dialer
 			raw, err = d.DialContext(ctx, "tcp", addr)
 		} else {

@@ -1,0 +1,102 @@
+package kubernetes
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestPodSpecHygiene(t *testing.T) {
+	cfg := Config{Session: "s1", Owner: &Owner{User: "Dev User", Host: "laptop.local", PID: 42, Start: "7"}}
+	cfg.defaults()
+	p := podSpec(&cfg, "ssh-ed25519 AAAA", "PEM")
+	s := p.Spec
+	c := s.Containers[0]
+	switch {
+	case s.RestartPolicy != corev1.RestartPolicyNever:
+		t.Error("restartPolicy")
+	case s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken:
+		t.Error("token")
+	case !*c.SecurityContext.ReadOnlyRootFilesystem || !*s.SecurityContext.RunAsNonRoot || *s.SecurityContext.RunAsUser == 0:
+		t.Error("security")
+	case c.Resources.Limits.Memory().Value() > 128<<20:
+		t.Error("memory limit")
+	case c.ImagePullPolicy != corev1.PullIfNotPresent || c.Image != DefaultImage:
+		t.Error("image")
+	}
+	if got := strings.Join(c.Args, " "); got != "ssh --listen :2222 --idle-exit 1m0s" {
+		t.Errorf("args %q", got)
+	}
+	want := map[string]string{LabelManagedBy: "tether", LabelSession: "s1", LabelOwnerUser: "Dev_User", LabelOwnerHost: "laptop.local", LabelOwnerPID: "42"}
+	for k, v := range want {
+		if p.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, p.Labels[k], v)
+		}
+	}
+}
+
+func TestLabelValue(t *testing.T) {
+	for in, want := range map[string]string{"": "unknown", "a b": "a_b", "-x-": "x", strings.Repeat("a", 70): strings.Repeat("a", 63), "DOMAIN\\user": "DOMAIN_user"} {
+		if got := labelValue(in); got != want {
+			t.Errorf("labelValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFinishedOrOrphaned(t *testing.T) {
+	me := CurrentOwner()
+	pod := func(user, host string, pid int, start string, phase corev1.PodPhase) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{LabelManagedBy: "tether", LabelOwnerUser: labelValue(user),
+				LabelOwnerHost: labelValue(host), LabelOwnerPID: strconv.Itoa(pid)}, Annotations: map[string]string{AnnotationOwnerStart: start}},
+			Status: corev1.PodStatus{Phase: phase},
+		}
+	}
+	cases := []struct {
+		name string
+		p    *corev1.Pod
+		want bool
+	}{
+		{"mine running", pod(me.User, me.Host, me.PID, me.Start, corev1.PodRunning), false},
+		{"mine finished", pod(me.User, me.Host, me.PID, me.Start, corev1.PodSucceeded), true},
+		{"other user finished", pod("someone", me.Host, me.PID, me.Start, corev1.PodSucceeded), false},
+		{"other host finished", pod(me.User, "elsewhere", 1, "", corev1.PodFailed), false},
+		{"owner process gone", pod(me.User, me.Host, 1<<22+7, "1", corev1.PodRunning), true},
+		{"pid reused", pod(me.User, me.Host, me.PID, "not-"+me.Start, corev1.PodRunning), true},
+	}
+	for _, c := range cases {
+		if got := finishedOrOrphaned(c.p, me); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestContexts(t *testing.T) {
+	kc := filepath.Join(t.TempDir(), "config")
+	os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts:
+- {name: b, context: {cluster: c, user: u, namespace: dev}}
+- {name: a, context: {cluster: c, user: u}}
+current-context: b
+`), 0o600)
+	ctxs, cur, err := Contexts(kc)
+	if err != nil || cur != "b" || strings.Join(ctxs, ",") != "a,b" {
+		t.Fatalf("%v %q %v", ctxs, cur, err)
+	}
+	c, err := connect(Config{Kubeconfig: kc})
+	if err != nil || c.namespace != "dev" || c.context != "b" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	c, err = connect(Config{Kubeconfig: kc, Context: "a"})
+	if err != nil || c.namespace != "default" {
+		t.Fatalf("%+v %v", c, err)
+	}
+}

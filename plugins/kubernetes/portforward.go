@@ -1,0 +1,210 @@
+package kubernetes
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+)
+
+// pfDialer opens port-forward connections to pods, as kubectl does:
+// WebSocket tunnelling (SPDY over WebSocket, client-go v0.30+) first, SPDY
+// when the API server refuses the upgrade.
+type pfDialer struct {
+	c       *cluster
+	reqID   atomic.Int64
+	spdyRT  http.RoundTripper
+	upgrade spdy.Upgrader
+	// Protocol is what the last connection used ("websocket" or "spdy").
+	protocol atomic.Value
+}
+
+func newPFDialer(c *cluster) (*pfDialer, error) {
+	rt, up, err := spdy.RoundTripperFor(c.rest)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: port-forward transport: %w", err)
+	}
+	return &pfDialer{c: c, spdyRT: rt, upgrade: up}, nil
+}
+
+func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
+	u := d.c.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.c.namespace).
+		Name(pod).SubResource("portforward").URL()
+	sp := spdy.NewDialer(d.upgrade, &http.Client{Transport: d.spdyRT}, http.MethodPost, u)
+	ws, err := portforward.NewSPDYOverWebsocketDialer(u, d.c.rest)
+	if err != nil {
+		return sp, nil
+	}
+	return portforward.NewFallbackDialer(ws, sp, func(err error) bool {
+		fb := httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		if fb {
+			d.protocol.Store("spdy")
+		}
+		return fb
+	}), nil
+}
+
+// dial opens one port-forward connection to port of pod, with one stream
+// pair (error + data), and waits for the first byte from the far side (the
+// agent's SSH banner): a port that does not answer yet is reported here, not
+// in the middle of the SSH handshake. The returned conn owns the connection.
+func (d *pfDialer) dial(ctx context.Context, pod string, port int) (net.Conn, error) {
+	dl, err := d.dialer(pod)
+	if err != nil {
+		return nil, err
+	}
+	d.protocol.Store("websocket")
+	type res struct {
+		c   httpstream.Connection
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, _, err := dl.Dial(portforward.PortForwardProtocolV1Name)
+		ch <- res{c, err}
+	}()
+	var conn httpstream.Connection
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("port-forward to pod %s: %w", pod, r.err)
+		}
+		conn = r.c
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, fmt.Errorf("port-forward to pod %s: %w", pod, ctx.Err())
+	}
+	id := strconv.FormatInt(d.reqID.Add(1), 10)
+	h := http.Header{}
+	h.Set(corev1.StreamType, corev1.StreamTypeError)
+	h.Set(corev1.PortHeader, strconv.Itoa(port))
+	h.Set(corev1.PortForwardRequestIDHeader, id)
+	errStream, err := conn.CreateStream(h)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to pod %s: error stream: %w", pod, err)
+	}
+	errStream.Close() // we never write to it
+	h.Set(corev1.StreamType, corev1.StreamTypeData)
+	data, err := conn.CreateStream(h)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("port-forward to pod %s: data stream: %w", pod, err)
+	}
+	pc := &pfConn{conn: conn, data: data, br: bufio.NewReaderSize(data, 64<<10), pod: pod, done: make(chan struct{})}
+	go func() {
+		msg, err := io.ReadAll(errStream)
+		if len(msg) > 0 {
+			pc.fail(fmt.Errorf("port-forward to pod %s: %s", pod, msg))
+		} else if err != nil {
+			pc.fail(fmt.Errorf("port-forward to pod %s: %w", pod, err))
+		}
+	}()
+	go func() {
+		select {
+		case <-conn.CloseChan():
+			pc.fail(fmt.Errorf("port-forward to pod %s: connection closed", pod))
+		case <-pc.done:
+		}
+	}()
+	peek := make(chan error, 1)
+	go func() { _, err := pc.br.Peek(1); peek <- err }()
+	select {
+	case err := <-peek:
+		if err != nil {
+			if e := pc.failure(); e != nil {
+				err = e
+			}
+			pc.Close()
+			return nil, fmt.Errorf("port-forward to pod %s: no answer on port %d: %w", pod, port, err)
+		}
+	case <-ctx.Done():
+		pc.Close()
+		return nil, fmt.Errorf("port-forward to pod %s: waiting for the agent: %w", pod, ctx.Err())
+	}
+	return pc, nil
+}
+
+// pfConn is one port-forward data stream as a net.Conn.
+type pfConn struct {
+	conn httpstream.Connection
+	data httpstream.Stream
+	br   *bufio.Reader
+	pod  string
+
+	mu   sync.Mutex
+	err  error
+	once sync.Once
+	done chan struct{}
+}
+
+func (c *pfConn) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.conn.Close() // unblocks reads and writes
+}
+
+func (c *pfConn) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *pfConn) Read(b []byte) (int, error) {
+	n, err := c.br.Read(b)
+	if err != nil {
+		if e := c.failure(); e != nil && !errors.Is(err, io.EOF) {
+			err = e
+		}
+	}
+	return n, err
+}
+
+func (c *pfConn) Write(b []byte) (int, error) {
+	n, err := c.data.Write(b)
+	if err != nil {
+		if e := c.failure(); e != nil {
+			err = e
+		}
+	}
+	return n, err
+}
+
+func (c *pfConn) Close() error {
+	c.once.Do(func() {
+		close(c.done)
+		c.data.Reset()
+		c.conn.Close()
+	})
+	return nil
+}
+
+type pfAddr string
+
+func (a pfAddr) Network() string { return "portforward" }
+func (a pfAddr) String() string  { return string(a) }
+
+func (c *pfConn) LocalAddr() net.Addr                { return pfAddr("local") }
+func (c *pfConn) RemoteAddr() net.Addr               { return pfAddr("pod/" + c.pod) }
+func (c *pfConn) SetDeadline(t time.Time) error      { return nil }
+func (c *pfConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *pfConn) SetWriteDeadline(t time.Time) error { return nil }

@@ -1,0 +1,395 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/tether-dev/tether/agent"
+	sshplugin "github.com/tether-dev/tether/plugins/ssh"
+	"github.com/tether-dev/tether/tunnel"
+)
+
+// Tunnel is a tunnel.Tunnel through a temporary agent pod.
+type Tunnel struct {
+	cfg  Config
+	c    *cluster
+	pf   *pfDialer
+	ssh  *sshplugin.Tunnel
+	side string
+	dir  string // per-session key files (0700), removed on Close
+
+	authorizedKey string
+	hostKeyPEM    string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	pod     string        // current agent pod ("" while none is ready)
+	podIP   string        // its IP
+	ready   chan struct{} // closed when pod becomes ready; replaced when it goes
+	pods    []string      // every pod this tunnel created (deleted on Close)
+	lastErr error
+	kick    chan struct{} // ask the supervisor to check the pod now
+}
+
+var _ tunnel.Tunnel = (*Tunnel)(nil)
+
+// Open creates the agent pod, waits for it, and opens the SSH tunnel over
+// port-forward streams to it. The pod is deleted by Close; if this process
+// dies the agent exits after Config.IdleExit without a client.
+func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
+	cfg.defaults()
+	if cfg.Session == "" {
+		cfg.Session = newSession()
+	}
+	c, err := connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pf, err := newPFDialer(c)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tunnel{cfg: cfg, c: c, pf: pf, ready: make(chan struct{}), kick: make(chan struct{}, 1)}
+	t.side = fmt.Sprintf("the agent pod in namespace %s", c.namespace)
+	if c.context != "" {
+		t.side += " (context " + c.context + ")"
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			t.Close()
+		}
+	}()
+
+	// Per-session keys, made on the laptop: the client key never leaves it;
+	// the host key is given to the pod, so its public half is known here
+	// before the first connection (no trust on first use).
+	clientSigner, clientPEM, err := agent.NewKey("tether-" + cfg.Session)
+	if err != nil {
+		return nil, err
+	}
+	hostSigner, hostPEM, err := agent.NewKey("tether-agent-" + cfg.Session)
+	if err != nil {
+		return nil, err
+	}
+	t.authorizedKey = string(ssh.MarshalAuthorizedKey(clientSigner.PublicKey()))
+	t.hostKeyPEM = string(hostPEM)
+	if t.dir, err = os.MkdirTemp("", "tether-k8s-"); err != nil {
+		return nil, err
+	}
+	alias := "tether-agent." + labelValue(cfg.Session)
+	idFile := filepath.Join(t.dir, "id_ed25519")
+	khFile := filepath.Join(t.dir, "known_hosts")
+	if err := os.WriteFile(idFile, clientPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(khFile, []byte(knownhosts.Line([]string{alias}, hostSigner.PublicKey())+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+
+	// Leftovers of earlier sessions of this user (never anyone else's).
+	go func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if gone, err := Clean(cctx, cfg, false); err == nil && len(gone) > 0 {
+			cfg.Logger.Info("removed leftover agent pods", "pods", gone)
+		}
+	}()
+
+	start := time.Now()
+	if err := t.startPod(ctx); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("agent pod ready", "pod", t.pod, "took", time.Since(start))
+	t.wg.Add(1)
+	go t.supervise()
+
+	t.ssh, err = sshplugin.Open(ctx, sshplugin.Config{
+		Host:                  alias,
+		Port:                  22,
+		User:                  "tether",
+		IdentityFiles:         []string{idFile},
+		KnownHostsFile:        khFile,
+		StrictHostKeyChecking: sshplugin.StrictYes,
+		Agent:                 sshplugin.AgentOff,
+		SSHConfigFile:         "none",
+		PoolSize:              cfg.PoolSize,
+		Progress:              cfg.Progress,
+		Dial:                  t.dialAgent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: SSH to the agent pod %s/%s: %w", c.namespace, t.pod, err)
+	}
+	cfg.progress("Connected to the agent pod %s/%s through the API server (%s)", c.namespace, t.podName(), t.Protocol())
+	ok = true
+	return t, nil
+}
+
+// Protocol is the port-forward protocol of the last connection: "websocket"
+// or "spdy".
+func (t *Tunnel) Protocol() string {
+	p, _ := t.pf.protocol.Load().(string)
+	return p
+}
+
+// Pod returns the namespace and name of the current agent pod ("" while
+// it is being replaced).
+func (t *Tunnel) Pod() (namespace, name string) {
+	return t.c.namespace, t.podName()
+}
+
+// PodIP is the current agent pod's IP.
+func (t *Tunnel) PodIP() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.podIP
+}
+
+// Session is the session label value.
+func (t *Tunnel) Session() string { return labelValue(t.cfg.Session) }
+
+func (t *Tunnel) podName() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pod
+}
+
+// startPod creates a pod and waits until it runs.
+func (t *Tunnel) startPod(ctx context.Context) error {
+	t.cfg.progress("Creating the agent pod in namespace %s (image %s)", t.c.namespace, t.cfg.Image)
+	p, err := t.c.client.CoreV1().Pods(t.c.namespace).Create(ctx, podSpec(&t.cfg, t.authorizedKey, t.hostKeyPEM), metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("creating the agent pod in namespace %s: %w", t.c.namespace, explain(err))
+	}
+	t.mu.Lock()
+	t.pods = append(t.pods, p.Name)
+	closed := t.ctx.Err() != nil
+	t.mu.Unlock()
+	if closed {
+		return tunnelClosed
+	}
+	t.cfg.progress("Waiting for the agent pod %s/%s", t.c.namespace, p.Name)
+	rp, err := t.c.waitReady(ctx, &t.cfg, p.Name)
+	if err != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		t.c.deletePod(dctx, p.Name)
+		cancel()
+		t.forget(p.Name)
+		return err
+	}
+	t.mu.Lock()
+	t.pod, t.podIP = rp.Name, rp.Status.PodIP
+	close(t.ready)
+	t.mu.Unlock()
+	return nil
+}
+
+var tunnelClosed = errors.New("kubernetes: tunnel closed")
+
+func (t *Tunnel) forget(name string) {
+	t.mu.Lock()
+	for i, n := range t.pods {
+		if n == name {
+			t.pods = append(t.pods[:i], t.pods[i+1:]...)
+			break
+		}
+	}
+	t.mu.Unlock()
+}
+
+// currentPod waits (bounded by ctx) for a ready agent pod.
+func (t *Tunnel) currentPod(ctx context.Context) (string, error) {
+	for {
+		t.mu.Lock()
+		pod, ready, lastErr := t.pod, t.ready, t.lastErr
+		t.mu.Unlock()
+		if pod != "" {
+			return pod, nil
+		}
+		select {
+		case <-ready:
+		case <-t.ctx.Done():
+			return "", tunnelClosed
+		case <-ctx.Done():
+			if lastErr != nil {
+				return "", fmt.Errorf("no agent pod: %w", lastErr)
+			}
+			return "", fmt.Errorf("waiting for the agent pod: %w", ctx.Err())
+		}
+	}
+}
+
+// dialAgent is the SSH tunnel's Dial: a fresh port-forward connection to
+// the current pod's SSH port. Retries briefly while the agent starts up.
+func (t *Tunnel) dialAgent(ctx context.Context) (net.Conn, error) {
+	var last error
+	for attempt := 0; ; attempt++ {
+		pod, err := t.currentPod(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c, err := t.pf.dial(ctx, pod, agentPort)
+		if err == nil {
+			return c, nil
+		}
+		last = err
+		t.cfg.Logger.Debug("port-forward failed", "pod", pod, "err", err)
+		select {
+		case t.kick <- struct{}{}: // let the supervisor check the pod
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return nil, last
+		case <-t.ctx.Done():
+			return nil, tunnelClosed
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+		}
+	}
+}
+
+// supervise checks the agent pod every second (and when a port-forward
+// fails) and replaces it when it is gone, ending or being deleted.
+func (t *Tunnel) supervise() {
+	defer t.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	backoff := time.Second
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		case <-t.kick:
+		}
+		name := t.podName()
+		if name == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, 3*time.Second)
+		p, err := t.c.client.CoreV1().Pods(t.c.namespace).Get(ctx, name, metav1.GetOptions{})
+		cancel()
+		why := ""
+		switch {
+		case apierrors.IsNotFound(err):
+			why = "was deleted"
+		case err != nil:
+			continue // API server hiccup: the SSH keepalive judges the data path
+		case p.DeletionTimestamp != nil:
+			why = "is being deleted"
+		case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+			why = "ended (" + string(p.Status.Phase) + ")"
+		}
+		if why == "" {
+			continue
+		}
+		t.cfg.progress("Agent pod %s/%s %s: starting a new one", t.c.namespace, name, why)
+		t.cfg.Logger.Warn("agent pod gone, replacing it", "pod", name, "why", why)
+		t.mu.Lock()
+		t.pod, t.podIP = "", ""
+		t.ready = make(chan struct{})
+		t.lastErr = fmt.Errorf("agent pod %s %s", name, why)
+		t.mu.Unlock()
+		dctx, cancel := context.WithTimeout(t.ctx, 5*time.Second)
+		t.c.deletePod(dctx, name)
+		cancel()
+		t.forget(name)
+		for t.ctx.Err() == nil {
+			sctx, cancel := context.WithTimeout(t.ctx, t.cfg.ReadyTimeout+10*time.Second)
+			err := t.startPod(sctx)
+			cancel()
+			if err == nil {
+				backoff = time.Second
+				t.cfg.progress("New agent pod %s/%s ready", t.c.namespace, t.podName())
+				break
+			}
+			if t.ctx.Err() != nil {
+				return
+			}
+			t.mu.Lock()
+			t.lastErr = err
+			t.mu.Unlock()
+			t.cfg.progress("Replacing the agent pod failed (retrying in %v): %v", backoff, err)
+			select {
+			case <-t.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 30*time.Second)
+		}
+	}
+}
+
+// Dial opens a stream to address from the agent pod; names are resolved
+// there (the pod's resolv.conf: cluster DNS with its search path).
+func (t *Tunnel) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := t.ssh.Dial(ctx, network, address)
+	if err != nil {
+		var de *tunnel.DialError
+		if errors.As(err, &de) {
+			d := *de
+			d.Side = t.side
+			return nil, &d
+		}
+	}
+	return c, err
+}
+
+// Listen listens on the agent pod (reverse: cluster -> local). Reach it at
+// the pod IP (PodIP) and the port of the listener's address.
+func (t *Tunnel) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	return t.ssh.Listen(ctx, network, address)
+}
+
+// State reports the SSH tunnel's state.
+func (t *Tunnel) State() tunnel.State {
+	if t.ssh == nil {
+		return tunnel.Closed
+	}
+	return t.ssh.State()
+}
+
+// Watch calls fn for every state change until cancel is called.
+func (t *Tunnel) Watch(fn func(tunnel.Event)) func() { return t.ssh.Watch(fn) }
+
+// Close closes the SSH tunnel and deletes every pod this tunnel created.
+func (t *Tunnel) Close() error {
+	t.cancel()
+	if t.ssh != nil {
+		t.ssh.Close()
+	}
+	t.wg.Wait()
+	t.mu.Lock()
+	pods := append([]string(nil), t.pods...)
+	t.pods = nil
+	t.mu.Unlock()
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range pods {
+		if err := t.c.deletePod(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("deleting agent pod %s/%s: %w", t.c.namespace, p, err))
+		}
+	}
+	if t.dir != "" {
+		os.RemoveAll(t.dir)
+	}
+	return errors.Join(errs...)
+}
