@@ -50,7 +50,7 @@ var (
 	k8sErr  error
 )
 
-func setupK8s(t *testing.T) *k8sEnv {
+func setupK8s(t testing.TB) *k8sEnv {
 	t.Helper()
 	tb := k8stestbed.Start(t)
 	k8sOnce.Do(func() { k8sE, k8sErr = prepareK8s(t, tb) })
@@ -60,7 +60,7 @@ func setupK8s(t *testing.T) *k8sEnv {
 	return k8sE
 }
 
-func prepareK8s(t *testing.T, tb *k8stestbed.Testbed) (*k8sEnv, error) {
+func prepareK8s(t testing.TB, tb *k8stestbed.Testbed) (*k8sEnv, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t0 := time.Now()
