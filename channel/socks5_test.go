@@ -141,4 +141,3 @@ func TestSOCKSTrustSameUser(t *testing.T) {
 		conn.Close()
 	}
 }
-

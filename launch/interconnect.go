@@ -59,7 +59,7 @@ type Interconnect struct {
 	expose  *exposer
 	agent   *javaagent.Server // java configurations with the agent
 	onConn  func(protocol.ConnectionRecord)
-	dir     string // the workspace, for relative paths
+	dir     string          // the workspace, for relative paths
 	agentSt channel.Summary // connections the agent redirected (no byte counts)
 	mu      sync.Mutex
 	status  protocol.TunnelStatus

@@ -156,8 +156,8 @@ func (m *Manager) Release(id string) error {
 // Launch is an app started by the backend, or (remoteDebug) a debug port
 // forward held open.
 type Launch struct {
-	ID      string
-	Config  string
+	ID       string
+	Config   string
 	ic       *Interconnect
 	proc     *Process
 	fwd      *Forward

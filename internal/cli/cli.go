@@ -35,8 +35,8 @@ type Command struct {
 
 // App is a program made of subcommands.
 type App struct {
-	Name  string // "tether"
-	Title string // one line: what the program is for
+	Name     string // "tether"
+	Title    string // one line: what the program is for
 	Commands []Command
 }
 

@@ -183,7 +183,7 @@ func (t *Tunnel) startPod(ctx context.Context) error {
 	closed := t.ctx.Err() != nil
 	t.mu.Unlock()
 	if closed {
-		return tunnelClosed
+		return errTunnelClosed
 	}
 	t.cfg.progress("Waiting for the agent pod %s/%s", t.c.namespace, p.Name)
 	rp, err := t.c.waitReady(ctx, &t.cfg, p.Name)
@@ -201,7 +201,7 @@ func (t *Tunnel) startPod(ctx context.Context) error {
 	return nil
 }
 
-var tunnelClosed = errors.New("kubernetes: tunnel closed")
+var errTunnelClosed = errors.New("kubernetes: tunnel closed")
 
 func (t *Tunnel) forget(name string) {
 	t.mu.Lock()
@@ -226,7 +226,7 @@ func (t *Tunnel) currentPod(ctx context.Context) (string, error) {
 		select {
 		case <-ready:
 		case <-t.ctx.Done():
-			return "", tunnelClosed
+			return "", errTunnelClosed
 		case <-ctx.Done():
 			if lastErr != nil {
 				return "", fmt.Errorf("no agent pod: %w", lastErr)
@@ -259,7 +259,7 @@ func (t *Tunnel) dialAgent(ctx context.Context) (net.Conn, error) {
 		case <-ctx.Done():
 			return nil, last
 		case <-t.ctx.Done():
-			return nil, tunnelClosed
+			return nil, errTunnelClosed
 		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
 		}
 	}
