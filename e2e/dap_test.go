@@ -176,37 +176,13 @@ func tail(s string, n int) string {
 // dapProc is a running `tether dap` with a DAP client on its stdio.
 type dapProc struct {
 	*daptest.Client
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	exited chan struct{}
+	*tetherProc
 }
 
 func startDAP(t *testing.T, ws string) *dapProc {
 	t.Helper()
-	cmd := exec.Command(tetherBin, "dap", "--workspace", ws, "--verbose")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dapProc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("tether dap stderr:\n%s", tail(p.stderr.String(), 4000))
-		}
-	})
-	p.Client = daptest.NewClient(stdout, stdin, stdin)
-	return p
+	tp := startTether(t, "dap", "--workspace", ws, "--verbose")
+	return &dapProc{Client: daptest.NewClient(tp.stdout, tp.stdin, tp.stdin), tetherProc: tp}
 }
 
 func (p *dapProc) expectExit(t *testing.T) {

@@ -50,18 +50,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running `tether serve` on stdio.
-type proc struct {
-	*client.Client
+// tetherProc is a running tether subcommand with pipes on its stdio; it is
+// killed (and its stderr shown if the test failed) in cleanup.
+type tetherProc struct {
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout io.ReadCloser
 	stderr *syncBuffer
 	exited chan struct{}
 }
 
-// startServe starts `tether serve` with args and a client on its stdio.
-func startServe(t *testing.T, args ...string) *proc {
+func startTether(t *testing.T, args ...string) *tetherProc {
 	t.Helper()
-	cmd := exec.Command(tetherBin, append([]string{"serve"}, args...)...)
+	cmd := exec.Command(tetherBin, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func startServe(t *testing.T, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &tetherProc{cmd: cmd, stdin: stdin, stdout: stdout, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -80,21 +81,33 @@ func startServe(t *testing.T, args ...string) *proc {
 		_ = cmd.Process.Kill()
 		<-p.exited
 		if t.Failed() {
-			t.Logf("tether serve stderr:\n%s", p.stderr.String())
+			t.Logf("tether %s stderr:\n%s", args[0], tail(p.stderr.String(), 4000))
 		}
 	})
-	p.Client = client.New(stdout, stdin, stdin)
 	return p
 }
 
+// proc is a running `tether serve` on stdio.
+type proc struct {
+	*client.Client
+	*tetherProc
+}
+
+// startServe starts `tether serve` with args and a client on its stdio.
+func startServe(t *testing.T, args ...string) *proc {
+	t.Helper()
+	tp := startTether(t, append([]string{"serve"}, args...)...)
+	return &proc{Client: client.New(tp.stdout, tp.stdin, tp.stdin), tetherProc: tp}
+}
+
 // exitCode waits for the process to exit.
-func (p *proc) exitCode(t *testing.T) int {
+func (p *tetherProc) exitCode(t *testing.T) int {
 	t.Helper()
 	select {
 	case <-p.exited:
 		return p.cmd.ProcessState.ExitCode()
 	case <-time.After(10 * time.Second):
-		t.Fatal("tether serve did not exit")
+		t.Fatal("tether did not exit")
 		return -1
 	}
 }
