@@ -75,12 +75,16 @@ type Cloud struct {
 	sshdExited chan error
 }
 
-var counter atomic.Int32
+var (
+	counter       atomic.Int32
+	reapStaleOnce sync.Once
+)
 
 // Start builds a fake cloud and registers its tear-down with t.Cleanup.
 func Start(t testing.TB) *Cloud {
 	t.Helper()
 	EnsurePackages(t)
+	reapStaleOnce.Do(reapStale)
 	n := counter.Add(1)
 	name := fmt.Sprintf("tc%x%c%x", os.Getpid(), 'n', n)
 	if len(name)+2 > 15 {
