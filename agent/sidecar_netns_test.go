@@ -3,6 +3,8 @@
 package agent
 
 import (
+	"github.com/tether-dev/tether/internal/fakecloud"
+
 	"bufio"
 	"bytes"
 	"fmt"
@@ -13,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,30 +24,12 @@ import (
 
 	"github.com/google/nftables"
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/sys/unix"
 )
 
-// scInNetNS runs fn on a fresh OS thread that has joined the network
-// namespace ns; sockets fn creates stay in ns. The thread is never handed
-// back to the scheduler.
+// scInNetNS runs fn in the network namespace ns (see fakecloud.InNetNS).
 func scInNetNS(t testing.TB, ns string, fn func() error) error {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
+	return fakecloud.InNetNS(ns, fn)
 }
 
 func scDialIn(t testing.TB, ns, addr string) (net.Conn, error) {

@@ -15,7 +15,12 @@ import (
 // life, whichever thread uses them later. The thread is never handed back
 // to the Go scheduler: it exits with the goroutine, so no other goroutine can
 // run in the wrong namespace.
-func inNetNS(ns string, fn func() error) error {
+func inNetNS(ns string, fn func() error) error { return InNetNS(ns, fn) }
+
+// InNetNS runs fn on a fresh OS thread that has joined the network
+// namespace ns (from `ip netns add`); sockets fn creates stay in ns. Other
+// tests that build their own namespaces use it too.
+func InNetNS(ns string, fn func() error) error {
 	if ns == "" {
 		return fmt.Errorf("fakecloud: empty namespace name")
 	}
