@@ -63,9 +63,9 @@ func startAgentCloud(t *testing.T) *agentCloud {
 		CIDRs:   []netip.Prefix{netip.MustParsePrefix(c.VPCCIDR)},
 		Domains: []string{fakecloud.Zone},
 		JarDir:  t.TempDir(),
-		OnConn: func(target, name string, err error) {
+		OnConn: func(c javaagent.Conn) {
 			a.mu.Lock()
-			a.log = append(a.log, fmt.Sprintf("%s|%s|%v", target, name, err))
+			a.log = append(a.log, fmt.Sprintf("%s|%s|%v", c.Target, c.Name, c.Err))
 			a.mu.Unlock()
 		},
 	})

@@ -92,10 +92,19 @@ type Config struct {
 	JarDir string
 	Logger *slog.Logger
 	// OnConn is the connection log: one call per redirected connect, when
-	// it ends (err nil) or fails; target is "ip:port" or "name:port", name
-	// is the private name when the app used one. It also receives agent
-	// notices (e.g. a Netty native transport) with target "" and err set.
-	OnConn func(target, name string, err error)
+	// it ends (Err nil) or fails. It also receives agent notices (e.g. a
+	// Netty native transport) with Target "" and Err set.
+	OnConn func(Conn)
+}
+
+// Conn is the connection log entry of one redirected connect.
+type Conn struct {
+	Target   string // "ip:port", or "name:port" when the app used a private name
+	Name     string // the private name, if any
+	Sent     int64  // bytes app -> target
+	Received int64  // bytes target -> app
+	Duration time.Duration
+	Err      error
 }
 
 // Server is a running control server for one session.
@@ -391,7 +400,7 @@ func (s *Server) serve(c net.Conn) {
 		case "LOG":
 			s.log.Warn("java agent: " + rest)
 			if s.cfg.OnConn != nil {
-				s.cfg.OnConn("", "", errors.New(rest))
+				s.cfg.OnConn(Conn{Err: errors.New(rest)})
 			}
 		}
 	}
@@ -505,27 +514,27 @@ func (s *Server) connect(args string) (int, error) {
 		n, ok := s.NameOf(ip)
 		if !ok {
 			err := fmt.Errorf("tether: %s is not a fake address handed out in this session", ip)
-			s.onConn(target, name, err)
+			s.onConn(Conn{Target: target, Name: name, Err: err})
 			return 0, err
 		}
 		name = n
 		target = net.JoinHostPort(n, strconv.Itoa(port))
 	case !s.routedIP(ip):
 		err := fmt.Errorf("tether: %s is not in the proxy's routes", ip)
-		s.onConn(target, name, err)
+		s.onConn(Conn{Target: target, Name: name, Err: err})
 		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, dialTimeout)
 	up, err := s.cfg.Dial(ctx, "tcp", target)
 	cancel()
 	if err != nil {
-		s.onConn(target, name, err)
+		s.onConn(Conn{Target: target, Name: name, Err: err})
 		return 0, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		up.Close()
-		s.onConn(target, name, err)
+		s.onConn(Conn{Target: target, Name: name, Err: err})
 		return 0, err
 	}
 	s.wg.Add(1)
@@ -548,14 +557,14 @@ func (s *Server) routedIP(ip netip.Addr) bool {
 	return false
 }
 
-func (s *Server) onConn(target, name string, err error) {
-	if err != nil {
-		s.log.Info("java agent connection failed", "target", target, "name", name, "error", err)
+func (s *Server) onConn(c Conn) {
+	if c.Err != nil {
+		s.log.Info("java agent connection failed", "target", c.Target, "name", c.Name, "error", c.Err)
 	} else {
-		s.log.Debug("java agent connection", "target", target, "name", name)
+		s.log.Debug("java agent connection", "target", c.Target, "name", c.Name)
 	}
 	if s.cfg.OnConn != nil {
-		s.cfg.OnConn(target, name, err)
+		s.cfg.OnConn(c)
 	}
 }
 
@@ -572,7 +581,7 @@ func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name string) {
 		if err != nil {
 			ln.Close()
 			up.Close()
-			s.onConn(target, name, fmt.Errorf("tether: the app did not connect to its forward within %s", oneShotTimeout))
+			s.onConn(Conn{Target: target, Name: name, Err: fmt.Errorf("tether: the app did not connect to its forward within %s", oneShotTimeout)})
 			return
 		}
 		if !channel.SameUserPeer(c) {
@@ -586,9 +595,10 @@ func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name string) {
 			up.Close()
 			return
 		}
-		channel.Splice(c, up)
+		start := time.Now()
+		sent, received := channel.Splice(c, up)
 		s.untrack(c)
-		s.onConn(target, name, nil)
+		s.onConn(Conn{Target: target, Name: name, Sent: sent, Received: received, Duration: time.Since(start)})
 		return
 	}
 }

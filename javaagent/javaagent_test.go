@@ -131,7 +131,7 @@ func startServer(t *testing.T, ft *fakeTunnel, onConn func(target, name string, 
 		CIDRs:   []netip.Prefix{netip.MustParsePrefix("10.250.0.0/16")},
 		Domains: []string{"svc.test"},
 		JarDir:  t.TempDir(),
-		OnConn:  onConn,
+		OnConn:  connFunc(onConn),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -545,4 +545,12 @@ func TestStartupOverhead(t *testing.T) {
 			t.Logf("JDK %d agent=%v: mean JVM run %s", j.Feature, agent, (total / runs).Round(time.Millisecond))
 		}
 	}
+}
+
+// connFunc adapts a (target, name, err) callback to Config.OnConn.
+func connFunc(f func(target, name string, err error)) func(javaagent.Conn) {
+	if f == nil {
+		return nil
+	}
+	return func(c javaagent.Conn) { f(c.Target, c.Name, c.Err) }
 }

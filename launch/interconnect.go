@@ -60,7 +60,7 @@ type Interconnect struct {
 	agent   *javaagent.Server // java configurations with the agent
 	onConn  func(protocol.ConnectionRecord)
 	dir     string          // the workspace, for relative paths
-	agentSt channel.Summary // connections the agent redirected (no byte counts)
+	agentSt channel.Summary // connections the agent redirected
 	mu      sync.Mutex
 	status  protocol.TunnelStatus
 }
@@ -94,16 +94,17 @@ func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy,
 	}
 	a, err := javaagent.Start(context.WithoutCancel(ctx), javaagent.Config{
 		Dial: ic.Tunnel.Dial, CIDRs: prefixes, Domains: domains, Logger: log.With("session", ic.ID),
-		OnConn: func(target, name string, err error) {
-			if target == "" {
-				if err != nil {
-					log.Warn("java agent: " + err.Error())
+		OnConn: func(c javaagent.Conn) {
+			if c.Target == "" {
+				if c.Err != nil {
+					log.Warn("java agent: " + c.Err.Error())
 				}
 				return
 			}
-			r := protocol.ConnectionRecord{SessionID: ic.ID, Target: target, Route: "tunnel"}
-			if err != nil {
-				r.Error = err.Error()
+			r := protocol.ConnectionRecord{SessionID: ic.ID, Target: c.Target, Route: "tunnel", Sent: c.Sent,
+				Received: c.Received, DurationMs: c.Duration.Milliseconds()}
+			if c.Err != nil {
+				r.Error = c.Err.Error()
 			}
 			ic.countAgentConn(r)
 			if ic.onConn != nil {
@@ -123,6 +124,8 @@ func (ic *Interconnect) countAgentConn(r protocol.ConnectionRecord) {
 	defer ic.mu.Unlock()
 	ic.agentSt.Connections++
 	ic.agentSt.Tunnel++
+	ic.agentSt.Sent += r.Sent
+	ic.agentSt.Received += r.Received
 	if r.Error != "" {
 		ic.agentSt.Failed++
 		ic.agentSt.Failures = append(ic.agentSt.Failures, channel.Record{Target: r.Target, Route: r.Route, Err: r.Error})
@@ -138,6 +141,8 @@ func (ic *Interconnect) Summary() channel.Summary {
 	s.Connections += ic.agentSt.Connections
 	s.Tunnel += ic.agentSt.Tunnel
 	s.Failed += ic.agentSt.Failed
+	s.Sent += ic.agentSt.Sent
+	s.Received += ic.agentSt.Received
 	s.Failures = append(s.Failures, ic.agentSt.Failures...)
 	return s
 }
