@@ -10,6 +10,7 @@ FUZZTIME ?= 5s
 all: build
 
 build:
+	@command -v javac >/dev/null || { echo "build: installing a JDK (the Java agent is built with javac)"; apt-get install -y -qq openjdk-17-jdk-headless >/dev/null; }
 	./scripts/javaagent.sh
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether ./cmd/tether
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tether-agent ./cmd/tether-agent
@@ -52,7 +53,7 @@ bench: deps build
 
 # The main job: a sandbox cloud (tether-agent as an SSH proxy machine on
 # loopback) and the sample Java app launched through it with interconnect.
-demo: deps build
+demo: build
 	./scripts/demo.sh
 
 # An IDE-like client driving a real `tether serve` on stdio.
