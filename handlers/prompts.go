@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -13,12 +14,7 @@ import (
 type idePrompts struct{ c Client }
 
 // NewPrompts returns prompts that ask through the client.
-func NewPrompts(c Client) interface {
-	HostKey(ctx context.Context, host, fingerprint, keyType string) (bool, error)
-	Secret(ctx context.Context, prompt string, echo bool) (string, error)
-} {
-	return idePrompts{c}
-}
+func NewPrompts(c Client) sshplugin.Prompts { return idePrompts{c} }
 
 const trustAction = "Trust and connect"
 

@@ -462,24 +462,6 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// ParsePrefixes parses route CIDRs as the workspace file spells them
-// ("10.0.0.0/16", or a bare address for a single host).
-func ParsePrefixes(cidrs []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(cidrs))
-	for _, c := range cidrs {
-		if p, err := netip.ParsePrefix(strings.TrimSpace(c)); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(strings.TrimSpace(c))
-		if err != nil {
-			return nil, fmt.Errorf("javaagent: bad route %q", c)
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
-}
-
 // NameOf returns the name a fake address stands for.
 func (s *Server) NameOf(a netip.Addr) (string, bool) {
 	s.mu.Lock()

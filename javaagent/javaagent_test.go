@@ -489,10 +489,7 @@ func TestAgentCannotStart(t *testing.T) {
 func TestRouteAll(t *testing.T) {
 	echo, _ := echoServer(t)
 	ft := &fakeTunnel{targets: map[string]string{"192.0.2.7:7": echo}}
-	all, err := javaagent.ParsePrefixes([]string{"0.0.0.0/0", "::/0"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	s, err := javaagent.Start(context.Background(), javaagent.Config{Dial: ft.Dial, CIDRs: all})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,14 +56,16 @@ type Interconnect struct {
 	Tunnel  tunnel.Tunnel
 	Channel *channel.Channel
 
-	unwatch func()
-	expose  *exposer
-	agent   *javaagent.Server // java configurations with the agent
-	onConn  func(protocol.ConnectionRecord)
-	dir     string          // the workspace, for relative paths
-	agentSt channel.Summary // connections the agent redirected
-	mu      sync.Mutex
-	status  protocol.TunnelStatus
+	unwatch  func()
+	expose   *exposer
+	agent    *javaagent.Server // java configurations with the agent
+	onConn   func(protocol.ConnectionRecord)
+	dir      string          // the workspace, for relative paths
+	routes   channel.Routes  // what goes through the tunnel...
+	routeAll bool            // ...or everything, for a proxy without routes
+	agentSt  channel.Summary // connections the agent redirected
+	mu       sync.Mutex
+	status   protocol.TunnelStatus
 }
 
 // Expose makes the local ports of specs reachable on the proxy side; it
@@ -84,16 +87,12 @@ func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs [
 // session: the JVM's connects to routed destinations and lookups of names
 // under the route domains come here and go through the tunnel.
 func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy, log *slog.Logger) error {
-	cidrs, domains := routesOf(ctx, ic.dir, px, log)
-	if len(cidrs) == 0 && len(domains) == 0 {
-		cidrs = []string{"0.0.0.0/0", "::/0"} // no routes: everything goes through the tunnel
-	}
-	prefixes, err := javaagent.ParsePrefixes(cidrs)
-	if err != nil {
-		return err
+	cidrs, domains := ic.routes.CIDRs, ic.routes.Domains
+	if ic.routeAll { // no routes: everything goes through the tunnel
+		cidrs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	a, err := javaagent.Start(context.WithoutCancel(ctx), javaagent.Config{
-		Dial: ic.Tunnel.Dial, CIDRs: prefixes, Domains: domains, Logger: log.With("session", ic.ID),
+		Dial: ic.Tunnel.Dial, CIDRs: cidrs, Domains: domains, Logger: log.With("session", ic.ID),
 		OnConn: func(c javaagent.Conn) {
 			if c.Target == "" {
 				if c.Err != nil {
@@ -210,8 +209,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	}
 	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, dir: dir,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
-	var routes channel.Routes
-	routeAll := true
+	ic.routeAll = true
 	cidrs, domains := routesOf(ctx, dir, px, log)
 	if len(cidrs) > 0 || len(domains) > 0 {
 		r, err := channel.ParseRoutes(cidrs, domains)
@@ -219,10 +217,10 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 			tun.Close()
 			return nil, fmt.Errorf("proxy %s routes: %w", px.Name, err)
 		}
-		routes, routeAll = r, false
+		ic.routes, ic.routeAll = r, false
 	}
 	ch, err := channel.Start(context.WithoutCancel(ctx), channel.Config{
-		Tunnel: tun, Routes: routes, RouteAll: routeAll, Logger: log, TrustSameUser: true,
+		Tunnel: tun, Routes: ic.routes, RouteAll: ic.routeAll, Logger: log, TrustSameUser: true,
 		OnConn: func(r channel.Record) {
 			if h.OnConn != nil {
 				h.OnConn(protocol.ConnectionRecord{SessionID: id, Target: r.Target, Route: r.Route, Sent: r.Sent,

@@ -43,10 +43,8 @@ type Options struct {
 
 // Server serves IDE clients, each connection its own session.
 type Server struct {
-	opts    Options
-	nextID  atomic.Int64
-	mu      sync.Mutex
-	watched map[int]bool
+	opts   Options
+	nextID atomic.Int64
 }
 
 // New returns a server.
@@ -57,7 +55,7 @@ func New(opts Options) *Server {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
-	return &Server{opts: opts, watched: map[int]bool{}}
+	return &Server{opts: opts}
 }
 
 // ServeConn runs one client session on rwc until the client exits or goes
@@ -165,20 +163,12 @@ func WriteTokenFile(path, token string) error {
 	return f.Close()
 }
 
-// WatchParent calls OnParentExit once the process pid is gone (--ppid, and
-// the processId of initialize).
-func (srv *Server) WatchParent(pid int) { srv.watchParent(pid) }
-
-func (srv *Server) watchParent(pid int) {
+// WatchParent calls OnParentExit once the process pid (--ppid) is gone.
+// The processId of initialize ends only its own session (session.watchIDE).
+func (srv *Server) WatchParent(pid int) {
 	if srv.opts.OnParentExit == nil || pid <= 0 {
 		return
 	}
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	if srv.watched[pid] {
-		return
-	}
-	srv.watched[pid] = true
 	go func() {
 		for {
 			if !processAlive(pid) {
