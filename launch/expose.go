@@ -49,7 +49,7 @@ type exposer struct {
 
 	mu    sync.Mutex
 	items []*exposure
-	conns map[net.Conn]struct{}
+	conns connSet
 }
 
 // advertiseAddress is the proxy machine's address as cloud callers reach
@@ -116,7 +116,7 @@ func startExpose(ctx context.Context, tun tunnel.Tunnel, px *workspace.Proxy, sp
 		return nil, fmt.Errorf("expose through proxy %s: %w", px.Name, err)
 	}
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &exposer{tun: tun, log: log, ctx: ectx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	e := &exposer{tun: tun, log: log, ctx: ectx, cancel: cancel}
 	for _, s := range specs {
 		it := &exposure{spec: s, bind: net.JoinHostPort(adv, strconv.Itoa(s.RemotePort))}
 		if err := e.listen(ctx, it); err != nil {
@@ -188,11 +188,10 @@ func (e *exposer) serve(it *exposure) {
 
 func (e *exposer) carry(c net.Conn, localPort int) {
 	defer e.wg.Done()
-	if !e.track(c) {
-		c.Close()
+	if !e.conns.add(c) {
 		return
 	}
-	defer e.untrack(c)
+	defer e.conns.remove(c)
 	d := net.Dialer{Timeout: 5 * time.Second}
 	local, err := d.DialContext(e.ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(localPort)))
 	if err != nil {
@@ -200,29 +199,7 @@ func (e *exposer) carry(c net.Conn, localPort int) {
 		c.Close()
 		return
 	}
-	if !e.track(local) {
-		c.Close()
-		local.Close()
-		return
-	}
-	defer e.untrack(local)
-	channel.Splice(c, local)
-}
-
-func (e *exposer) track(c net.Conn) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ctx.Err() != nil {
-		return false
-	}
-	e.conns[c] = struct{}{}
-	return true
-}
-
-func (e *exposer) untrack(c net.Conn) {
-	e.mu.Lock()
-	delete(e.conns, c)
-	e.mu.Unlock()
+	channel.Splice(c, local) // closing c (Close) ends it and closes local
 }
 
 // Exposed lists the exposed ports and where cloud callers reach them.
@@ -250,10 +227,8 @@ func (e *exposer) Close() {
 			it.ln.Close()
 		}
 	}
-	for c := range e.conns {
-		c.Close()
-	}
 	e.mu.Unlock()
+	e.conns.closeAll()
 	e.wg.Wait()
 }
 

@@ -31,8 +31,7 @@ type Forward struct {
 	once    sync.Once
 	done    chan struct{}
 	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
+	conns   connSet
 }
 
 // OpenForward opens a tunnel to px and a loopback listener (localPort 0 =
@@ -57,7 +56,7 @@ func newForward(tun tunnel.Tunnel, host string, port, localPort int, log *slog.L
 		return nil, fmt.Errorf("local port %d: %w", localPort, err)
 	}
 	f := &Forward{ID: newID("f-"), LocalAddress: ln.Addr().String(), Target: net.JoinHostPort(host, strconv.Itoa(port)),
-		tun: tun, ln: ln, log: log, done: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+		tun: tun, ln: ln, log: log, done: make(chan struct{})}
 	// A tunnel that is closed for good takes the forward with it.
 	f.unwatch = tun.Watch(func(e tunnel.Event) {
 		if e.State == tunnel.Closed {
@@ -82,17 +81,13 @@ func (f *Forward) accept() {
 			c.Close()
 			continue
 		}
-		f.mu.Lock()
-		f.conns[c] = struct{}{}
-		f.mu.Unlock()
+		if !f.conns.add(c) {
+			return
+		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			defer func() {
-				f.mu.Lock()
-				delete(f.conns, c)
-				f.mu.Unlock()
-			}()
+			defer f.conns.remove(c)
 			up, err := f.tun.Dial(context.Background(), "tcp", f.Target)
 			if err != nil {
 				f.log.Warn("forward: dial failed", "target", f.Target, "err", err)
@@ -113,11 +108,7 @@ func (f *Forward) Close() error {
 	f.once.Do(func() {
 		f.unwatch()
 		f.ln.Close()
-		f.mu.Lock()
-		for c := range f.conns {
-			c.Close()
-		}
-		f.mu.Unlock()
+		f.conns.closeAll()
 		if f.ownTun {
 			f.tun.Close()
 		}
