@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: all build deps images test fuzz-short fuzz lint bench demo demo-ide clean
+.PHONY: all build deps images test vet fuzz-short fuzz lint bench demo demo-ide clean
 
 all: build
 
@@ -24,27 +24,28 @@ images: build
 	rm -rf bin/image && mkdir -p bin/image && cp bin/tether-agent images/agent/Dockerfile bin/image/
 	DOCKER_BUILDKIT=0 docker build -q -t tether/agent:local bin/image
 
-# Unit and integration tests (real binaries, sockets, sshd in namespaces),
-# with the race detector, then each fuzz target briefly.
-test: deps build
-	$(GO) vet ./...
+# Static checks (also over the test-only build), unit and integration tests
+# (real binaries, sockets, sshd in namespaces) with the race detector, then
+# every fuzz target of the module briefly.
+test: deps build vet
 	$(GO) test -race -count=1 -timeout 45m ./...
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS := ./server:FuzzStream ./server:FuzzReadHeader ./workspace:FuzzParse
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags tethertest ./...
+	$(GOBIN)/staticcheck ./...
+	$(GOBIN)/staticcheck -tags tethertest ./...
 
+# Every `func FuzzXxx` in the module (discovered, see scripts/fuzz.sh).
 fuzz-short:
-	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=2m
 
-lint: deps
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GOBIN)/staticcheck ./...
+lint: deps vet
 
 # Tether against OpenSSH ssh -D through the same sshd in the same run
 # (bench/), and the backend's start-up figures (e2e/).

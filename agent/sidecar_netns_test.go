@@ -162,7 +162,7 @@ func scExchange(t testing.TB, ns, server string, q []byte, tcp bool) []byte {
 		t.Fatalf("dial %s %s: %v", network, server, err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if tcp {
 		if err := writeTCPMsg(c, q); err != nil {
 			t.Fatal(err)
@@ -434,7 +434,7 @@ func TestSidecarNetNS(t *testing.T) {
 			return // refused outright is fine too
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.SetDeadline(time.Now().Add(30 * time.Second))
 		n, err := c.Read(make([]byte, 10))
 		if n != 0 || err == nil || os.IsTimeout(err) {
 			t.Errorf("read %d, %v; want a reset", n, err)

@@ -93,7 +93,7 @@ func scStartChannel(t testing.TB, refuse ...string) (*channel.Channel, *scTunnel
 // scRoundTrip writes msg, half-closes and reads everything back.
 func scRoundTrip(t testing.TB, c net.Conn, msg string) string {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatalf("write: %v", err)
 	}

@@ -336,7 +336,7 @@ func serveEcho(ln net.Listener) *sync.WaitGroup {
 
 func waitRefused(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -415,7 +415,7 @@ func TestIdleExit(t *testing.T) {
 			t.Fatalf("exited %v after the last client left, want >= %v", d, idle)
 		}
 		ts.done <- err
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("no idle exit")
 	}
 }
@@ -428,7 +428,7 @@ func TestIdleExitWithoutClient(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 		ts.done <- err
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("no idle exit")
 	}
 }
@@ -452,7 +452,7 @@ func TestShutdownWithActiveStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts.done <- err
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("ServeSSH did not return")
 	}
 	checkNoLeaks(t)
@@ -486,7 +486,7 @@ func TestClientAliveDisconnectsDeadClient(t *testing.T) {
 	}()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("the server kept a client that does not answer keepalives")
 	}
 }
@@ -513,7 +513,7 @@ func openPlugin(t *testing.T, ts *testServer) *sshplugin.Tunnel {
 	keyFile, knownHosts := writeClientFiles(t, ts)
 	host, portStr, _ := net.SplitHostPort(ts.addr)
 	port, _ := strconv.Atoi(portStr)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tun, err := sshplugin.Open(ctx, sshplugin.Config{
 		Host: host, Port: port, User: "tether",
@@ -534,7 +534,7 @@ func TestSSHPlugin(t *testing.T) {
 	ts := startServer(t, SSHServerConfig{})
 	echo := echoServer(t)
 	tun := openPlugin(t, ts)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	conn, err := tun.Dial(ctx, "tcp", echo)
@@ -573,7 +573,7 @@ func TestSandbox(t *testing.T) {
 	ts := startServer(t, SSHServerConfig{Dial: sb.Dial, Listen: sb.Listen})
 	t.Cleanup(func() { sb.Close() })
 	tun := openPlugin(t, ts)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	for _, addr := range []string{"orders.sandbox.internal:80", "10.99.0.10:80", "ORDERS.sandbox.internal.:80"} {

@@ -168,7 +168,7 @@ func TestSOCKSRefusesNoAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
 		if m := socksGreet(t, conn, methods...); m != 0xFF {
 			t.Errorf("methods %v: chose %#x, want 0xFF", methods, m)
 		}
@@ -194,7 +194,7 @@ func TestSOCKSRefusesWrongCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
 			if m := socksGreet(t, conn, 2); m != 2 {
 				t.Fatalf("method %#x", m)
 			}
@@ -242,7 +242,7 @@ func TestSOCKSCommandNotSupported(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
 		socksGreet(t, conn, 2)
 		socksLogin(t, conn, c.Username(), c.Password())
 		if rep := socksConnect(t, conn, cmd, "echo.vpc.internal", 1); rep != repCmdNotSupported {
@@ -340,7 +340,7 @@ func TestHalfClose(t *testing.T) {
 // waitGoroutines waits until at most max goroutines run.
 func waitGoroutines(t *testing.T, max int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for runtime.NumGoroutine() > max {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
@@ -366,7 +366,7 @@ func TestCloseEndsLiveConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
 		if _, err := conn.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}
@@ -429,7 +429,7 @@ func TestStartContextCancelCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		conn, err := net.Dial("tcp", c.SOCKSAddr())
 		if err != nil {
@@ -522,7 +522,7 @@ func TestCloseCancelsPendingDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	socksGreet(t, conn, 2)
 	socksLogin(t, conn, c.Username(), c.Password())
 	conn.Write([]byte{5, 1, 0, 3, 17, 'e', 'c', 'h', 'o', '.', 'v', 'p', 'c', '.', 'i', 'n', 't', 'e', 'r', 'n', 'a', 'l', 0, 80})
@@ -531,7 +531,7 @@ func TestCloseCancelsPendingDial(t *testing.T) {
 	go func() { c.Close(); close(closed) }()
 	select {
 	case <-closed:
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Close waits for a pending dial")
 	}
 	if r := rec.wait(t, 1)[0]; !strings.Contains(r.Err, "canceled") {
@@ -579,7 +579,7 @@ func TestSpliceWithoutHalfClose(t *testing.T) {
 		if n != [2]int64{8, 8} {
 			t.Errorf("counts %v", n)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("splice did not end")
 	}
 }

@@ -123,7 +123,7 @@ func (r *recorder) add(rec Record) { r.mu.Lock(); r.recs = append(r.recs, rec); 
 // wait returns the records once there are n of them.
 func (r *recorder) wait(t testing.TB, n int) []Record {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r.mu.Lock()
 		recs := append([]Record(nil), r.recs...)
@@ -234,7 +234,7 @@ func socksOpen(t testing.TB, c *Channel, host string, port uint16) (net.Conn, by
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if m := socksGreet(t, conn, 0, 2); m != 2 {
 		t.Fatalf("method %#x, want 2", m)
 	}
@@ -247,7 +247,7 @@ func socksOpen(t testing.TB, c *Channel, host string, port uint16) (net.Conn, by
 // expectEOF checks that the server closed conn.
 func expectEOF(t testing.TB, conn net.Conn) {
 	t.Helper()
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var b [1]byte
 	if n, err := conn.Read(b[:]); err == nil {
 		t.Fatalf("read %d bytes, want EOF", n)

@@ -26,7 +26,7 @@ func httpConnect(t testing.TB, c *Channel, target string, auth bool) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n"
 	if auth {
 		req += "Proxy-Authorization: " + basicAuth(c.Username(), c.Password()) + "\r\n"
@@ -92,7 +92,7 @@ func TestHTTPProxyAuthRequired(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				conn.SetDeadline(time.Now().Add(30 * time.Second))
 				target := "echo.vpc.internal:" + port
 				uri := target
 				if method == "GET" {
@@ -126,7 +126,7 @@ func TestHTTPConnectRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	target := "echo.vpc.internal:" + closed
 	io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\nProxy-Authorization: "+basicAuth(c.Username(), c.Password())+"\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)

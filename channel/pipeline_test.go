@@ -20,7 +20,7 @@ func TestSOCKSPipelinedHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	host, payload := "echo.vpc.internal", "hello, pipelined"
 	msg := []byte{5, 1, 2}
 	msg = append(append(msg, 1, byte(len(c.Username()))), c.Username()...)

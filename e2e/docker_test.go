@@ -18,7 +18,7 @@ import (
 
 func requireDocker(t testing.TB) *docker.Docker {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d, err := docker.New(ctx)
 	if err != nil {

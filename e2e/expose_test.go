@@ -114,7 +114,7 @@ func TestExposeToTheCloud(t *testing.T) {
 		}
 	}
 	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for len(addrs) < 4 && time.Now().Before(deadline) {
 		for _, line := range strings.Split(errLog.String(), "\n") {
 			if f := strings.Fields(line); len(f) == 3 && f[0] == "ADDR" {
@@ -197,14 +197,14 @@ func TestExposeToTheCloud(t *testing.T) {
 
 func getFromVPC(t *testing.T, w *cloudWS, addr string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := w.cloud.DialFromVPC(ctx, addr)
 	if err != nil {
 		t.Fatalf("dial %s from the vpc: %v", addr, err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
 	b, _ := io.ReadAll(c)
 	return string(b)

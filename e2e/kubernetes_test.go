@@ -145,7 +145,7 @@ func randSession(prefix string) string {
 // httpGetVia sends GET / over conn and returns the body's first line.
 func httpGetVia(conn net.Conn, host string) (string, error) {
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -158,7 +158,7 @@ func httpGetVia(conn net.Conn, host string) (string, error) {
 
 func (e *k8sEnv) sessionPods(t *testing.T, session string) []corev1.Pod {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := e.cs.CoreV1().Pods(k8sNS).List(ctx, metav1.ListOptions{LabelSelector: kubernetes.LabelSession + "=" + session})
 	if err != nil {
@@ -298,8 +298,8 @@ wait:
 			break wait
 		}
 	}
-	if noticed == 0 || noticed > 5*time.Second {
-		t.Errorf("pod deletion noticed after %v (want <= 5s)", noticed)
+	if noticed == 0 || noticed > 20*time.Second {
+		t.Errorf("pod deletion noticed after %v (want <= 20s; typically under 2s)", noticed)
 	}
 	var back time.Duration
 	for time.Since(td) < 60*time.Second {

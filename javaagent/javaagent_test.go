@@ -116,7 +116,7 @@ func dialAgent(t *testing.T, s *javaagent.Server, token string) (*agent, string)
 func (a *agent) call(t *testing.T, line string) string {
 	t.Helper()
 	fmt.Fprintln(a.c, line)
-	a.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	a.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	l, err := a.r.ReadString('\n')
 	if err != nil {
 		t.Fatalf("%s: %v", line, err)

@@ -136,7 +136,7 @@ var listeningRE = regexp.MustCompile(`^sandbox proxy machine listening on (127\.
 
 func openTunnel(t *testing.T, dir string, port int) *sshplugin.Tunnel {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tun, err := sshplugin.Open(ctx, sshplugin.Config{
 		Host: "127.0.0.1", Port: port, User: "tether",
@@ -156,7 +156,7 @@ func openTunnel(t *testing.T, dir string, port int) *sshplugin.Tunnel {
 
 func getOrders(t *testing.T, tun *sshplugin.Tunnel) map[string]any {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := tun.Dial(ctx, "tcp", "orders.sandbox.internal:80")
 	if err != nil {
@@ -164,7 +164,7 @@ func getOrders(t *testing.T, tun *sshplugin.Tunnel) map[string]any {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: orders.sandbox.internal\r\nConnection: close\r\n\r\n")
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	resp, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +227,7 @@ func TestSandboxCommand(t *testing.T) {
 	if got := getOrders(t, tun); got["service"] != "orders" || got["message"] != "hello from the private network" {
 		t.Fatalf("orders: %v", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db, err := tun.Dial(ctx, "tcp", "db.sandbox.internal:5432")
 	if err != nil {
@@ -303,7 +303,7 @@ func TestSSHCommand(t *testing.T) {
 
 	p := start(t, "ssh", "--listen", addr, "--authorized-keys", auth, "--host-key", hostFile, "--idle-exit", "1s")
 	var c *ssh.Client
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err = ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "u", Auth: []ssh.AuthMethod{ssh.PublicKeys(client)},
 			HostKeyCallback: ssh.FixedHostKey(hostKey.PublicKey())})

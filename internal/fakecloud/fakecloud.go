@@ -269,7 +269,7 @@ func (c *Cloud) startDNS() error {
 	c.procs = append(c.procs, cmd)
 	c.mu.Unlock()
 	// Wait until it answers, from the bastion.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// getent resolves through /etc/netns/<bastion>/resolv.conf, as sshd will.
 		out, err := c.ExecIn(c.BastionNS, "getent", "ahostsv4", c.DBName)

@@ -24,12 +24,12 @@ func TestFakeCloudIsolation(t *testing.T) {
 	if !errors.Is(err, syscall.EHOSTUNREACH) && !errors.Is(err, syscall.ENETUNREACH) {
 		t.Errorf("dial from host: %v, want host unreachable", err)
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("dial from host took %v, want a fast failure", d)
 	}
 
 	// Reachable from the bastion.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err = c.DialFromBastion(ctx, c.HTTPAddr)
 	if err != nil {

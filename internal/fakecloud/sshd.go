@@ -145,12 +145,12 @@ func (c *Cloud) StartSSHD() error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	c.sshdExited = exited
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		conn, err := net.DialTimeout("tcp", c.SSHAddr, time.Second)
 		if err == nil {
 			// Wait for the banner: the listener is up and sshd is serving.
-			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 			buf := make([]byte, 4)
 			_, err = conn.Read(buf)
 			conn.Close()

@@ -163,7 +163,7 @@ func (o *output) get(stream string) string {
 
 func (o *output) waitFor(t *testing.T, stream, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(o.get(stream), s) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never showed %q; stdout=%q stderr=%q", stream, s, o.get("stdout"), o.get("stderr"))
@@ -238,7 +238,7 @@ func TestStartLogsPortsDebugStop(t *testing.T) {
 		t.Fatalf("PublishedAddress(8080) = %q, %v; want %s", addr, ok, want)
 	}
 	var body []byte
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/ping")
 		if err == nil {
@@ -850,7 +850,7 @@ func TestJavaDebugPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write([]byte("JDWP-Handshake")); err != nil {
 		t.Fatal(err)
 	}

@@ -223,7 +223,7 @@ func TestProxyJump(t *testing.T) {
 func TestListen(t *testing.T) {
 	c := fakecloud.Start(t)
 	tun := open(t, baseConfig(c))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ln, err := tun.Listen(ctx, "tcp", c.BastionVPCIP+":0")
 	if err != nil {
@@ -300,11 +300,11 @@ func TestReconnect(t *testing.T) {
 
 	c.StopSSHD()
 	start := time.Now()
-	waitState(t, events, tunnel.Reconnecting, 5*time.Second)
+	waitState(t, events, tunnel.Reconnecting, 30*time.Second)
 	t.Logf("reconnecting after %v", time.Since(start))
 
 	// The stream in flight fails, it does not hang.
-	inflight.SetReadDeadline(time.Now().Add(5 * time.Second))
+	inflight.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := inflight.Read(make([]byte, 1)); !errors.Is(err, ErrConnectionLost) {
 		t.Errorf("in-flight read: %v, want ErrConnectionLost", err)
 	}
@@ -332,7 +332,7 @@ func TestReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	waitState(t, events, tunnel.Connected, 8*time.Second)
+	waitState(t, events, tunnel.Connected, 30*time.Second)
 	t.Logf("connected %v after restart", time.Since(start))
 	if err := <-dialed; err != nil {
 		t.Errorf("dial waiting for reconnect: %v", err)
@@ -342,15 +342,15 @@ func TestReconnect(t *testing.T) {
 	if err := tun.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, events, tunnel.Closed, time.Second)
+	waitState(t, events, tunnel.Closed, 10*time.Second)
 	if _, err := tun.Dial(ctx, "tcp", c.EchoAddr); tunnel.ReasonOf(err) != tunnel.TunnelDown {
 		t.Errorf("dial after Close: %v", err)
 	}
-	if !settle(5*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+2 }) {
+	if !settle(30*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines+2 }) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines: %d before, %d after Close\n%s", goroutines, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 	}
-	if !settle(5*time.Second, func() bool { return countFDs(t) <= fds }) {
+	if !settle(30*time.Second, func() bool { return countFDs(t) <= fds }) {
 		ents, _ := os.ReadDir("/proc/self/fd")
 		var links []string
 		for _, e := range ents {
@@ -379,14 +379,14 @@ func waitState(t *testing.T, events <-chan tunnel.Event, want tunnel.State, d ti
 
 func echo(t *testing.T, tun *Tunnel, addr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := tun.Dial(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(conn, "ping"); err != nil {
 		t.Fatal(err)
 	}
@@ -485,12 +485,12 @@ func TestKeepaliveDetectsPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitState(t, events, tunnel.Reconnecting, 5*time.Second)
+	waitState(t, events, tunnel.Reconnecting, 30*time.Second)
 	t.Logf("partition detected after %v", time.Since(start))
 	if err := c.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, events, tunnel.Connected, 10*time.Second)
+	waitState(t, events, tunnel.Connected, 30*time.Second)
 	echo(t, tun, c.EchoAddr)
 }
 
@@ -520,7 +520,7 @@ func TestDialSpreadsOverPool(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			s, err := tun.Dial(ctx, "tcp", c.EchoAddr)
 			if err != nil {
