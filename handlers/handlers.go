@@ -153,6 +153,7 @@ func AsError(err error) *Error {
 	var e *Error
 	var ps workspace.Problems
 	var se *workspace.SyntaxError
+	var fe *workspace.FileError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -164,6 +165,8 @@ func AsError(err error) *Error {
 	case errors.Is(err, workspace.ErrNotFound):
 		return &Error{Code: protocol.CodeNotFound, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
 	case errors.As(err, &se):
+		return &Error{Code: protocol.CodeWorkspaceInvalid, Message: err.Error(), Data: &protocol.ErrorData{Category: "config"}}
+	case errors.As(err, &fe):
 		return &Error{Code: protocol.CodeWorkspaceInvalid, Message: err.Error(), Data: &protocol.ErrorData{Category: "config"}}
 	}
 	return &Error{Code: protocol.CodeInternalError, Message: err.Error(), Data: &protocol.ErrorData{Category: "environment"}}

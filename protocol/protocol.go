@@ -79,6 +79,10 @@ const (
 	CodeInvalidState     = 1005 // e.g. a second initialize, or a request after shutdown
 	CodeNotSupported     = 1006 // valid, but this build cannot do it
 	CodeLaunchFailed     = 2001 // the tunnel or the app could not be started: the message says why and what to do
+
+	// CodeServerBusy: tether serve --listen already serves its maximum of
+	// clients; the connection is closed after this reply (id null).
+	CodeServerBusy = 1008
 )
 
 // ErrorData is the data member of Tether's error replies.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 
 	"go.lsp.dev/jsonrpc2"
 	"golang.org/x/sys/unix"
+
+	"github.com/tether-dev/tether/protocol"
 )
 
 // Options configure a Server.
@@ -35,11 +38,26 @@ type Options struct {
 	LogLevel slog.Level
 	// Token, when set, must be sent by clients in initializationOptions.
 	Token string
-	// MaxMessageBytes bounds one incoming message (default 64 MiB).
+	// MaxMessageBytes bounds one incoming message once initialize succeeded
+	// (default 64 MiB); before, the bound is DefaultMaxUninitializedBytes.
 	MaxMessageBytes int
+	// MaxConnections bounds the clients Serve serves at once (default
+	// DefaultMaxConnections); a connection over it gets an error reply
+	// and is closed.
+	MaxConnections int
+	// InitializeTimeout is how long Serve waits for a client's initialize
+	// to succeed before it closes the connection (default
+	// DefaultInitializeTimeout). ServeConn (stdio) has no such deadline.
+	InitializeTimeout time.Duration
 	// OnParentExit is called when a watched IDE process is gone.
 	OnParentExit func()
 }
+
+// Limits of Serve (socket clients); documented in docs/protocol.md.
+const (
+	DefaultMaxConnections    = 64
+	DefaultInitializeTimeout = 10 * time.Second
+)
 
 // Server serves IDE clients, each connection its own session.
 type Server struct {
@@ -55,6 +73,12 @@ func New(opts Options) *Server {
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.InitializeTimeout <= 0 {
+		opts.InitializeTimeout = DefaultInitializeTimeout
+	}
 	return &Server{opts: opts}
 }
 
@@ -62,37 +86,73 @@ func New(opts Options) *Server {
 // away. It returns the exit code an LSP server uses: 0 if the client sent
 // shutdown before exit (or before closing), 1 otherwise.
 func (srv *Server) ServeConn(ctx context.Context, rwc io.ReadWriteCloser) int {
+	return srv.serveConn(ctx, rwc, 0)
+}
+
+func (srv *Server) serveConn(ctx context.Context, rwc io.ReadWriteCloser, initTimeout time.Duration) int {
 	work, cancel := context.WithCancel(ctx)
 	s := &session{srv: srv, id: srv.nextID.Add(1), work: work, cancel: cancel, exited: make(chan int, 1),
 		inflight: map[jsonrpc2.ID]context.CancelFunc{}}
-	return s.serve(ctx, rwc)
+	return s.serve(ctx, rwc, initTimeout)
 }
 
-// Serve accepts clients on ln until ctx is done; each is its own session.
+// Serve accepts clients on ln until ctx is done (or ln is closed); each is
+// its own session. A failing accept (e.g. out of file descriptors: EMFILE,
+// ENFILE) is retried with a backoff, never the end of the server; at most
+// MaxConnections clients are served at once, and each must complete
+// initialize within InitializeTimeout.
 func (srv *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	slots := make(chan struct{}, srv.opts.MaxConnections)
+	var backoff time.Duration
+	var lastRefusal time.Time
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			srv.opts.Logger.Warn("accept failed", "err", err, "retry", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
 			}
-			return err
+			continue
+		}
+		backoff = 0
+		select {
+		case slots <- struct{}{}:
+		default:
+			if time.Since(lastRefusal) > 10*time.Second {
+				srv.opts.Logger.Warn("refusing a client: too many connections", "max", srv.opts.MaxConnections)
+				lastRefusal = time.Now()
+			}
+			refuse(c, fmt.Sprintf("too many connections: tether serve serves at most %d clients at once", srv.opts.MaxConnections))
+			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			srv.ServeConn(ctx, c)
+			defer func() { <-slots }()
+			srv.serveConn(ctx, c, srv.opts.InitializeTimeout)
 		}()
 	}
+}
+
+// refuse answers a connection that is not served with an error reply (no
+// id) and closes it.
+func refuse(c net.Conn, msg string) {
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": protocol.CodeServerBusy, "message": msg}})
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = fmt.Fprintf(c, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	_ = c.Close()
 }
 
 // Listen opens the listener for --listen: "unix:PATH" (socket mode 0600) or

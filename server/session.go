@@ -34,9 +34,10 @@ const (
 // session is one client connection: its lifecycle, its workspace, its
 // cancellation and its notifier.
 type session struct {
-	srv  *Server
-	id   int64
-	conn jsonrpc2.Conn
+	srv    *Server
+	id     int64
+	conn   jsonrpc2.Conn
+	stream *stream
 	// work is the parent of all handler work: cancelled when the client
 	// goes away or sends shutdown. (The connection's own context must stay
 	// alive until exit is read.)
@@ -70,10 +71,22 @@ func (c sessionClient) Call(ctx context.Context, method string, params, result a
 
 // serve runs the session until the client exits or goes away and returns
 // the process exit code an LSP server uses: 0 after shutdown, 1 otherwise.
-func (s *session) serve(ctx context.Context, rwc io.ReadWriteCloser) int {
-	st := newStream(rwc, s.srv.opts.MaxMessageBytes, s.cancel)
-	s.conn = jsonrpc2.NewConn(st, jsonrpc2.WithCodec(stdCodec{}), jsonrpc2.WithPreempter(preempter{s}))
+// With initTimeout > 0 a client whose initialize has not succeeded by then
+// is disconnected.
+func (s *session) serve(ctx context.Context, rwc io.ReadWriteCloser, initTimeout time.Duration) int {
+	s.stream = newStream(rwc, min(DefaultMaxUninitializedBytes, s.srv.opts.MaxMessageBytes), s.cancel)
+	s.conn = jsonrpc2.NewConn(s.stream, jsonrpc2.WithCodec(stdCodec{}), jsonrpc2.WithPreempter(preempter{s}))
 	s.log = slog.New(newClientLogHandler(s.srv.opts.Logger.Handler(), s, s.srv.opts.LogLevel)).With("session", s.id)
+	if initTimeout > 0 {
+		t := time.AfterFunc(initTimeout, func() {
+			if s.state.Load() == stateNew {
+				s.srv.opts.Logger.Warn("client did not initialize in time; closing its connection",
+					"session", s.id, "timeout", initTimeout)
+				s.exitOnce.Do(func() { s.exited <- 1 })
+			}
+		})
+		defer t.Stop()
+	}
 	s.conn.Go(context.Background(), s.handle)
 	code := 1
 	select {
@@ -184,7 +197,19 @@ func (s *session) track(req *jsonrpc2.Request) (context.Context, func()) {
 	}
 }
 
-func (s *session) handle(rctx context.Context, req *jsonrpc2.Request) (result any, err error) {
+// handle answers one message. A notification has nobody to answer, so its
+// failure is logged (backend log and window/logMessage) and never ends the
+// connection (the library fails the connection on a notification error).
+func (s *session) handle(rctx context.Context, req *jsonrpc2.Request) (any, error) {
+	res, err := s.dispatch(rctx, req)
+	if err != nil && !req.IsCall() {
+		s.log.Error("notification failed", "method", validUTF8(req.Method()), "err", validUTF8(err.Error()))
+		return nil, nil
+	}
+	return res, err
+}
+
+func (s *session) dispatch(rctx context.Context, req *jsonrpc2.Request) (result any, err error) {
 	method := req.Method()
 	switch method {
 	case protocol.MethodInitialize:
@@ -288,11 +313,15 @@ func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
 		go s.watchIDE(*p.ProcessID)
 	}
 	s.mu.Lock()
-	ws := &workspace.Workspace{Dir: dir}
+	ws := &workspace.Workspace{Dir: dir, Logger: s.log}
+	for _, warning := range ws.PermissionWarnings() {
+		s.log.Warn(warning)
+	}
 	h := s.hooks()
 	s.env = &handlers.Env{Workspace: ws, Client: sessionClient{s}, Log: s.log,
 		Launches: launch.NewManager(ws, h), Prompts: h.Prompts}
 	s.mu.Unlock()
+	s.stream.setMax(s.srv.opts.MaxMessageBytes)
 	s.state.Store(stateInitialized)
 	client := "unknown client"
 	if p.ClientInfo != nil {
@@ -397,7 +426,7 @@ func (r *progressReporter) Report(message string, percent int) {
 func (r *progressReporter) end() { r.send(protocol.WorkDoneProgress{Kind: "end"}) }
 
 func rpcError(code int, msg, category string) *jsonrpc2.Error {
-	e := jsonrpc2.NewError(jsonrpc2.Code(code), msg)
+	e := jsonrpc2.NewError(jsonrpc2.Code(code), validUTF8(msg))
 	if category != "" {
 		e.Data, _ = json.Marshal(protocol.ErrorData{Category: category})
 	}
@@ -405,7 +434,7 @@ func rpcError(code int, msg, category string) *jsonrpc2.Error {
 }
 
 func toRPC(e *handlers.Error) *jsonrpc2.Error {
-	je := jsonrpc2.NewError(jsonrpc2.Code(e.Code), e.Message)
+	je := jsonrpc2.NewError(jsonrpc2.Code(e.Code), validUTF8(e.Message))
 	if e.Data != nil {
 		je.Data, _ = json.Marshal(e.Data)
 	}

@@ -10,12 +10,19 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"unicode/utf8"
 
 	"go.lsp.dev/jsonrpc2"
 )
 
 // DefaultMaxMessageBytes is the largest message a client may send.
 const DefaultMaxMessageBytes = 64 << 20
+
+// DefaultMaxUninitializedBytes is the largest message a client may send
+// before initialize succeeded (for a socket client: before its token was
+// checked). initialize itself is a few hundred bytes.
+const DefaultMaxUninitializedBytes = 1 << 20
 
 // maxHeaderBytes bounds the header block of one message.
 const maxHeaderBytes = 8 << 10
@@ -29,16 +36,27 @@ var errBadHeader = errors.New("invalid message header")
 // answered with -32700 / -32600 and the connection goes on; a body over the
 // size limit is skipped without being buffered and answered with -32600.
 // Writes use the library's header stream.
+//
+// A body is read into a buffer that grows as its bytes arrive, never
+// allocated from the announced Content-Length, and the limit is small
+// (DefaultMaxUninitializedBytes) until the session raises it after
+// initialize: a client that has not shown its token cannot make the
+// backend allocate more than that.
 type stream struct {
 	r     *bufio.Reader
 	w     jsonrpc2.Stream
-	max   int
+	max   atomic.Int64
 	onEOF func() // the client went away: cancel its work
 }
 
 func newStream(rwc io.ReadWriteCloser, max int, onEOF func()) *stream {
-	return &stream{r: bufio.NewReaderSize(rwc, 64<<10), w: jsonrpc2.NewHeaderStream(rwc), max: max, onEOF: onEOF}
+	s := &stream{r: bufio.NewReaderSize(rwc, 16<<10), w: jsonrpc2.NewHeaderStream(rwc), onEOF: onEOF}
+	s.max.Store(int64(max))
+	return s
 }
+
+// setMax changes the size limit for the messages read from now on.
+func (s *stream) setMax(max int) { s.max.Store(int64(max)) }
 
 func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	for {
@@ -49,20 +67,29 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 			}
 			return nil, 0, err
 		}
-		if length > s.max {
+		if max := s.max.Load(); int64(length) > max {
 			if _, err := io.CopyN(io.Discard, s.r, int64(length)); err != nil {
+				if s.onEOF != nil {
+					s.onEOF()
+				}
 				return nil, 0, io.ErrUnexpectedEOF
 			}
 			s.reject(ctx, jsonrpc2.ID{}, jsonrpc2.InvalidRequest,
-				fmt.Sprintf("message of %d bytes is over the limit of %d bytes; it was skipped", length, s.max))
+				fmt.Sprintf("message of %d bytes is over the limit of %d bytes; it was skipped", length, max))
 			continue
 		}
-		body := make([]byte, length)
-		if _, err := io.ReadFull(s.r, body); err != nil {
+		body, err := readBody(s.r, length)
+		if err != nil {
 			if s.onEOF != nil {
 				s.onEOF()
 			}
 			return nil, 0, io.ErrUnexpectedEOF
+		}
+		if !utf8.Valid(body) {
+			// JSON is UTF-8: replace what is not, so that a method name or
+			// id echoed in a reply is valid JSON (encoding/json does the
+			// same to the strings it decodes).
+			body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
 		}
 		msg, err := jsonrpc2.DecodeMessage(body)
 		if err == nil {
@@ -80,9 +107,25 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	}
 }
 
-func (s *stream) reject(ctx context.Context, id jsonrpc2.ID, code jsonrpc2.Code, msg string) {
-	_, _ = s.w.Write(ctx, jsonrpc2.NewResponse(id, nil, jsonrpc2.NewError(code, msg)))
+// readBody reads n bytes into a buffer that grows with the bytes that
+// actually arrive (a client announcing a large body and sending nothing
+// costs nothing).
+func readBody(r io.Reader, n int) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(min(n, 64<<10))
+	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
+
+func (s *stream) reject(ctx context.Context, id jsonrpc2.ID, code jsonrpc2.Code, msg string) {
+	_, _ = s.w.Write(ctx, jsonrpc2.NewResponse(id, nil, jsonrpc2.NewError(code, validUTF8(msg))))
+}
+
+// validUTF8 replaces invalid UTF-8 (e.g. from a method name a client sent)
+// so that the text can be put in a JSON reply.
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 func (s *stream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, error) {
 	return s.w.Write(ctx, msg)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,10 +29,14 @@ var ErrNotFound = errors.New("not found")
 // Workspace is a directory holding tether.yaml.
 type Workspace struct {
 	Dir string
+	// Logger, when set, receives warnings about the file (e.g. writable by
+	// other users) when it is written.
+	Logger *slog.Logger
 
-	mu     sync.Mutex
-	cached *Snapshot
-	stamp  fileStamp
+	cleanOnce sync.Once
+	mu        sync.Mutex
+	cached    *Snapshot
+	stamp     fileStamp
 }
 
 // fileStamp identifies a version of the file without reading it; every
@@ -83,6 +88,11 @@ func revision(data []byte) string {
 // snapshot. The snapshot is shared: callers must not modify it. An
 // unchanged file (same inode, size and times) is not parsed again.
 func (w *Workspace) Load() (*Snapshot, error) {
+	w.cleanOnce.Do(func() {
+		if p, err := resolveLink(w.Path()); err == nil {
+			removeStaleTemps(p)
+		}
+	})
 	st, ok := stampOf(w.Path())
 	w.mu.Lock()
 	if ok && w.cached != nil && w.stamp == st {
@@ -128,6 +138,12 @@ func parse(name string, data []byte) (*Snapshot, error) {
 	var more yaml.Node
 	if err := dec.Decode(&more); err == nil {
 		return nil, &SyntaxError{Path: name, Err: errors.New("more than one YAML document")}
+	}
+	if err := checkAliases(name, &doc); err != nil {
+		return nil, err
+	}
+	if err := checkVersion(name, &doc); err != nil {
+		return nil, err
 	}
 	s.root = &doc
 	FileSchema.Check(&doc, "", &s.Problems)
@@ -186,6 +202,14 @@ func (w *Workspace) update(rev string, m mutation) (*Snapshot, error) {
 		return nil, fmt.Errorf("%w (revision %s, you have %s): reload and try again", ErrConflict, s.Revision, rev)
 	}
 	root := s.root
+	if root != nil && docRoot(root).Kind == yaml.ScalarNode && docRoot(root).Tag == "!!null" {
+		root = nil // "---" or "~" alone: an empty file
+	}
+	if root != nil {
+		if err := checkTop(w.Path(), root); err != nil {
+			return nil, err
+		}
+	}
 	if root == nil {
 		root = &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
 		setKey(root.Content[0], "version", scalarNode(fmt.Sprint(CurrentVersion), "!!int"))
@@ -204,6 +228,11 @@ func (w *Workspace) update(rev string, m mutation) (*Snapshot, error) {
 	}
 	if err := writeAtomic(w.Path(), buf.Bytes()); err != nil {
 		return nil, err
+	}
+	if w.Logger != nil {
+		for _, warning := range w.PermissionWarnings() {
+			w.Logger.Warn(warning)
+		}
 	}
 	return parse(w.Path(), buf.Bytes())
 }
@@ -231,7 +260,15 @@ func (w *Workspace) lock() (func(), error) {
 	return func() { unix.Close(fd) }, nil
 }
 
+// writeAtomic replaces path with data through a temporary file and a
+// rename. A symlinked path is written through to its target (the link
+// stays); temporary files that a killed writer left are removed.
 func writeAtomic(path string, data []byte) error {
+	path, err := resolveLink(path)
+	if err != nil {
+		return err
+	}
+	removeStaleTemps(path)
 	mode := fs.FileMode(0o644)
 	if st, err := os.Stat(path); err == nil {
 		mode = st.Mode().Perm()
