@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,13 +34,14 @@ type Manager struct {
 	mu       sync.Mutex
 	closed   bool
 	prepared map[string]*Interconnect
+	plain    map[string]bool // sessions prepared with interconnect off
 	launches map[string]*Launch
 	forwards map[string]*Forward
 }
 
 // NewManager returns a manager for one client.
 func NewManager(ws *workspace.Workspace, h Hooks) *Manager {
-	return &Manager{Workspace: ws, Hooks: h, prepared: map[string]*Interconnect{}, launches: map[string]*Launch{},
+	return &Manager{Workspace: ws, Hooks: h, prepared: map[string]*Interconnect{}, plain: map[string]bool{}, launches: map[string]*Launch{},
 		forwards: map[string]*Forward{}}
 }
 
@@ -118,7 +118,13 @@ func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protoco
 		closeIC(ic)
 		return protocol.LaunchPrepareResult{}, err
 	}
-	if ic != nil && !m.keep(func() { m.prepared[id] = ic }) {
+	if !m.keep(func() {
+		if ic != nil {
+			m.prepared[id] = ic
+		} else {
+			m.plain[id] = true
+		}
+	}) {
 		closeIC(ic)
 		return protocol.LaunchPrepareResult{}, errors.New("the client is going away")
 	}
@@ -141,14 +147,15 @@ func (m *Manager) keep(add func()) bool {
 func (m *Manager) Release(id string) error {
 	m.mu.Lock()
 	ic := m.prepared[id]
+	plain := m.plain[id]
 	delete(m.prepared, id)
+	delete(m.plain, id)
 	m.mu.Unlock()
 	if ic == nil {
-		// A session prepared with interconnect off has nothing to release.
-		if strings.HasPrefix(id, "s-") {
-			return nil
+		if plain {
+			return nil // prepared with interconnect off: nothing to close
 		}
-		return fmt.Errorf("session %q: %w", id, ErrUnknownSession)
+		return fmt.Errorf("sessionId %q: no such prepared session (already released, or never prepared by this client): %w", id, ErrUnknownSession)
 	}
 	return ic.Close()
 }

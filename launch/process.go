@@ -27,25 +27,52 @@ type Process struct {
 	exitCode int
 	err      error
 	stopOnce sync.Once
+	// supervised: cmd is the app's supervisor, which stops the app's tree
+	// itself (SIGTERM, grace, SIGKILL).
+	supervised bool
 }
 
 // StartProcess starts spec; out receives stdout and stderr chunks as they
-// come (stream "stdout" or "stderr"). The process is killed if the backend
-// dies (Linux parent-death signal).
+// come (stream "stdout" or "stderr"). In the tether binary the app runs
+// under a supervisor (supervise.go) that takes its whole process tree down
+// when the backend dies, even by SIGKILL; elsewhere it runs in its own
+// process group with a parent-death signal.
 func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, error) {
 	if len(spec.Argv) == 0 {
 		return nil, errors.New("nothing to run")
 	}
-	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	var cmd *exec.Cmd
+	var lifeline *os.File
+	if supervisorOK {
+		path, err := exec.LookPath(spec.Argv[0])
+		if err != nil {
+			return nil, fmt.Errorf("start %s: %w", spec.Argv[0], err)
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		lifeline = w
+		args := append([]string{superviseArg, StopGrace.String(), path}, spec.Argv...)
+		cmd = exec.Command("/proc/self/exe", args...)
+		cmd.Args[0] = os.Args[0]
+		cmd.ExtraFiles = []*os.File{r} // fd 3: EOF when the backend is gone
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	} else {
+		cmd = exec.Command(spec.Argv[0], spec.Argv[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
 	cmd.Env = spec.Env
 	cmd.Dir = spec.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		closeFile(lifeline)
 		return nil, err
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
+		closeFile(lifeline)
 		return nil, err
 	}
 	// Pdeathsig fires when the starting thread exits; keep it for the start.
@@ -53,9 +80,10 @@ func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, er
 	err = cmd.Start()
 	runtime.UnlockOSThread()
 	if err != nil {
+		closeFile(lifeline)
 		return nil, fmt.Errorf("start %s: %w", spec.Argv[0], err)
 	}
-	p := &Process{cmd: cmd, done: make(chan struct{})}
+	p := &Process{cmd: cmd, done: make(chan struct{}), supervised: lifeline != nil}
 	var wg sync.WaitGroup
 	pump := func(name string, r io.Reader) {
 		defer wg.Done()
@@ -75,9 +103,17 @@ func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, er
 	go pump("stderr", stderr)
 	go func() {
 		state, err := cmd.Process.Wait()
-		// Whatever the app left running in its group goes with it.
+		// Whatever the app left running in its group goes with it (the
+		// supervisor has already stopped the rest of the tree).
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		wg.Wait()
+		closeFile(lifeline)
+		pumped := make(chan struct{})
+		go func() { wg.Wait(); close(pumped) }()
+		select {
+		case <-pumped:
+		case <-time.After(5 * time.Second):
+			// Something that escaped still holds the pipes: stop reading.
+		}
 		stdout.Close()
 		stderr.Close()
 		p.err = err
@@ -93,7 +129,14 @@ func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, er
 	return p, nil
 }
 
-// Pid is the process id (and process group id).
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
+// Pid is the process id of the app, or of its supervisor (also the process
+// group id).
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Done is closed when the process has exited and its output is read.
@@ -102,15 +145,22 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // ExitCode is valid after Done: the exit code, or 128+signal.
 func (p *Process) ExitCode() int { return p.exitCode }
 
-// Stop sends SIGTERM to the process group, then SIGKILL after grace.
+// Stop sends SIGTERM to the app's process tree, then SIGKILL after grace.
 func (p *Process) Stop(grace time.Duration) {
 	p.stopOnce.Do(func() {
-		pgid := p.cmd.Process.Pid
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		pid := p.cmd.Process.Pid
+		if p.supervised {
+			// The supervisor signals the whole tree with its own grace
+			// (StopGrace); it only needs killing if it hangs.
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			grace = max(grace, StopGrace) + 5*time.Second
+		} else {
+			_ = syscall.Kill(-pid, syscall.SIGTERM)
+		}
 		select {
 		case <-p.done:
 		case <-time.After(grace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			<-p.done
 		}
 	})

@@ -8,16 +8,19 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tether-dev/tether/plugins/kubernetes"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
 )
 
-// TestProxy checks a proxy step by step — TCP, host key, authentication, a
-// test dial through the tunnel — and names the step that fails. Without a
-// target, the test dial goes to the proxy machine's own SSH address as seen
-// from itself (it needs AllowTcpForwarding on the proxy machine).
+// TestProxy checks a proxy step by step and names the step that fails. An
+// ssh proxy: TCP, host key, authentication, a test dial through the tunnel;
+// without a target, the test dial goes to the proxy machine's own SSH
+// address as seen from itself (it needs AllowTcpForwarding on the proxy
+// machine). A kubernetes proxy: kubeconfig, API server, permissions, agent
+// image, dial (see testKubernetes).
 func TestProxy(ctx context.Context, dir string, px *workspace.Proxy, prompts sshplugin.Prompts, target string) protocol.ProxyTestResult {
 	res := protocol.ProxyTestResult{}
 	step := func(name string, start time.Time, err error, okMsg string) bool {
@@ -28,8 +31,11 @@ func TestProxy(ctx context.Context, dir string, px *workspace.Proxy, prompts ssh
 		res.Steps = append(res.Steps, s)
 		return err == nil
 	}
+	if px.Kubernetes != nil {
+		return testKubernetes(ctx, dir, px, target)
+	}
 	if px.SSH == nil {
-		step("tcp", time.Now(), fmt.Errorf("proxy %s: only ssh proxies can be tested by this build", px.Name), "")
+		step("tcp", time.Now(), fmt.Errorf("proxy %s has neither an ssh nor a kubernetes section", px.Name), "")
 		return res
 	}
 	cfg := sshConfig(dir, px.SSH)
@@ -94,4 +100,26 @@ func wrapTCP(addr string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("proxy machine unreachable: %s: %v (check host, port, VPN and firewall)", addr, err)
+}
+
+// testKubernetes runs the steps of kubernetes.Check: kubeconfig, apiServer,
+// permissions, image, dial (through a real agent pod, deleted afterwards;
+// default target: the API server's Service from inside the cluster).
+func testKubernetes(ctx context.Context, dir string, px *workspace.Proxy, target string) protocol.ProxyTestResult {
+	res := protocol.ProxyTestResult{OK: true}
+	cfg := kubeConfig(dir, px.Kubernetes, nil, func(msg string) { progress.Report(ctx, "%s", msg) })
+	kubernetes.Check(ctx, cfg, target, func(name string, took time.Duration, err error, msg string) bool {
+		s := protocol.TestStep{Name: name, OK: err == nil, Message: msg, DurationMs: took.Milliseconds()}
+		if err != nil {
+			s.Message = err.Error()
+			res.OK = false
+		}
+		progress.Report(ctx, "%s: %s", name, s.Message)
+		res.Steps = append(res.Steps, s)
+		return err == nil
+	})
+	if len(res.Steps) == 0 {
+		res.OK = false
+	}
+	return res
 }

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 
 	"github.com/tether-dev/tether/internal/cli"
+	"github.com/tether-dev/tether/launch"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -32,6 +33,7 @@ func register(c command) {
 }
 
 func main() {
+	launch.MaybeSupervise() // `tether __supervise`: an app's supervisor (never returns)
 	tuneGC()
 	os.Exit(app.Run(os.Args[1:], os.Stdout, os.Stderr))
 }

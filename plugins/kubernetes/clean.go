@@ -12,11 +12,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Clean deletes agent pods of this owner (same user and host, by label) in
-// the configured namespace that are finished (Succeeded/Failed) or orphaned
-// (their owner process on this host is gone). With all, every agent pod of
-// this owner goes, running sessions included. Pods of other users or hosts
-// are never touched. It returns the deleted pods as "namespace/name".
+// Clean deletes the agents (Jobs and pods) of this owner (same user and
+// host, by label) in the configured namespace that are finished
+// (Succeeded/Failed) or orphaned (their owner process on this host is gone).
+// With all, every agent of this owner goes, running sessions included.
+// Agents of other users or hosts are never touched. It returns what it
+// deleted as "namespace/name" (jobs as "namespace/job/name").
 func Clean(ctx context.Context, cfg Config, all bool) ([]string, error) {
 	cfg.defaults()
 	c, err := connect(cfg)
@@ -24,12 +25,27 @@ func Clean(ctx context.Context, cfg Config, all bool) ([]string, error) {
 		return nil, err
 	}
 	o := *cfg.Owner
-	list, err := c.client.CoreV1().Pods(c.namespace).List(ctx, metav1.ListOptions{LabelSelector: o.selector()})
-	if err != nil {
-		return nil, explain(err)
-	}
 	var gone []string
 	var errs []error
+	// Jobs first: their pods go with them. Without permission to list Jobs
+	// there are none of ours (the agent is then a bare pod).
+	jobs, err := c.client.BatchV1().Jobs(c.namespace).List(ctx, metav1.ListOptions{LabelSelector: o.selector()})
+	if err == nil {
+		for _, j := range jobs.Items {
+			if !all && !ownedAndOver(j.Labels, j.Annotations, jobFinished(&j), o) {
+				continue
+			}
+			if err := c.deleteAgent(ctx, agentRef{job: j.Name}); err != nil {
+				errs = append(errs, fmt.Errorf("deleting job %s/%s: %w", j.Namespace, j.Name, err))
+				continue
+			}
+			gone = append(gone, j.Namespace+"/job/"+j.Name)
+		}
+	}
+	list, err := c.client.CoreV1().Pods(c.namespace).List(ctx, metav1.ListOptions{LabelSelector: o.selector()})
+	if err != nil {
+		return gone, explain(err)
+	}
 	for _, p := range list.Items {
 		if !all && !finishedOrOrphaned(&p, o) {
 			continue
@@ -44,24 +60,30 @@ func Clean(ctx context.Context, cfg Config, all bool) ([]string, error) {
 }
 
 func finishedOrOrphaned(p *corev1.Pod, o Owner) bool {
+	return ownedAndOver(p.Labels, p.Annotations, p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, o)
+}
+
+// ownedAndOver: an agent (pod or Job) of owner o that is finished or whose
+// owner process is gone.
+func ownedAndOver(labels, annotations map[string]string, finished bool, o Owner) bool {
 	// The selector matched; re-check the owner anyway (belt and braces).
-	if p.Labels[LabelManagedBy] != "tether" || p.Labels[LabelOwnerUser] != labelValue(o.User) || p.Labels[LabelOwnerHost] != labelValue(o.Host) {
+	if labels[LabelManagedBy] != "tether" || labels[LabelOwnerUser] != labelValue(o.User) || labels[LabelOwnerHost] != labelValue(o.Host) {
 		return false
 	}
-	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+	if finished {
 		return true
 	}
-	pid, err := strconv.Atoi(p.Labels[LabelOwnerPID])
+	pid, err := strconv.Atoi(labels[LabelOwnerPID])
 	if err != nil || pid <= 0 {
 		return false // unknown owner process: leave it to its idle exit
 	}
-	if pid == o.PID && p.Annotations[AnnotationOwnerStart] == o.Start {
+	if pid == o.PID && annotations[AnnotationOwnerStart] == o.Start {
 		return false // ours, alive
 	}
 	if !alive(pid) {
 		return true // the owner process is gone
 	}
-	start := p.Annotations[AnnotationOwnerStart]
+	start := annotations[AnnotationOwnerStart]
 	return start != "" && procStart(pid) != start // the PID was reused
 }
 

@@ -100,3 +100,20 @@ current-context: b
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+func TestJobSpec(t *testing.T) {
+	cfg := Config{Session: "s1", Owner: &Owner{User: "dev", Host: "laptop", PID: 42, Start: "7"}}
+	cfg.defaults()
+	p := podSpec(&cfg, "ssh-ed25519 AAAA", "PEM")
+	j := jobSpec(p)
+	s := j.Spec
+	if *s.TTLSecondsAfterFinished != 0 || *s.BackoffLimit != 0 || *s.Completions != 1 || *s.Parallelism != 1 {
+		t.Errorf("job spec %+v", s)
+	}
+	if j.Labels[LabelOwnerPID] != "42" || s.Template.Labels[LabelSession] != "s1" || s.Template.Annotations[AnnotationOwnerStart] != "7" {
+		t.Errorf("labels: job %v template %v", j.Labels, s.Template.Labels)
+	}
+	if s.Template.Spec.RestartPolicy != corev1.RestartPolicyNever || *s.Template.Spec.AutomountServiceAccountToken {
+		t.Error("the template lost the pod's lockdown")
+	}
+}

@@ -42,7 +42,7 @@ type Tunnel struct {
 	pod     string        // current agent pod ("" while none is ready)
 	podIP   string        // its IP
 	ready   chan struct{} // closed when pod becomes ready; replaced when it goes
-	pods    []string      // every pod this tunnel created (deleted on Close)
+	pods    []agentRef    // every agent this tunnel created (deleted on Close)
 	lastErr error
 	kick    chan struct{} // ask the supervisor to check the pod now
 }
@@ -174,24 +174,25 @@ func (t *Tunnel) podName() string {
 // startPod creates a pod and waits until it runs.
 func (t *Tunnel) startPod(ctx context.Context) error {
 	t.cfg.progress("Creating the agent pod in namespace %s (image %s)", t.c.namespace, t.cfg.Image)
-	p, err := t.c.client.CoreV1().Pods(t.c.namespace).Create(ctx, podSpec(&t.cfg, t.authorizedKey, t.hostKeyPEM), metav1.CreateOptions{})
+	a, err := t.c.createAgent(ctx, &t.cfg, podSpec(&t.cfg, t.authorizedKey, t.hostKeyPEM))
+	if a.job != "" || a.pod != "" {
+		t.mu.Lock()
+		t.pods = append(t.pods, a)
+		t.mu.Unlock()
+	}
 	if err != nil {
+		if a.job != "" {
+			t.deleteAgent(a.pod)
+		}
 		return fmt.Errorf("creating the agent pod in namespace %s: %w", t.c.namespace, explain(err))
 	}
-	t.mu.Lock()
-	t.pods = append(t.pods, p.Name)
-	closed := t.ctx.Err() != nil
-	t.mu.Unlock()
-	if closed {
+	if t.ctx.Err() != nil {
 		return errTunnelClosed
 	}
-	t.cfg.progress("Waiting for the agent pod %s/%s", t.c.namespace, p.Name)
-	rp, err := t.c.waitReady(ctx, &t.cfg, p.Name)
+	t.cfg.progress("Waiting for the agent pod %s/%s", t.c.namespace, a.pod)
+	rp, err := t.c.waitReady(ctx, &t.cfg, a.pod)
 	if err != nil {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		t.c.deletePod(dctx, p.Name)
-		cancel()
-		t.forget(p.Name)
+		t.deleteAgent(a.pod)
 		return err
 	}
 	t.mu.Lock()
@@ -203,15 +204,24 @@ func (t *Tunnel) startPod(ctx context.Context) error {
 
 var errTunnelClosed = errors.New("kubernetes: tunnel closed")
 
-func (t *Tunnel) forget(name string) {
+// deleteAgent deletes the agent (Job and pod) whose pod is name and forgets
+// it.
+func (t *Tunnel) deleteAgent(name string) {
 	t.mu.Lock()
-	for i, n := range t.pods {
-		if n == name {
+	a := agentRef{pod: name}
+	for i, p := range t.pods {
+		if p.pod == name {
+			a = p
 			t.pods = append(t.pods[:i], t.pods[i+1:]...)
 			break
 		}
 	}
 	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.c.deleteAgent(ctx, a); err != nil {
+		t.cfg.Logger.Warn("deleting the agent pod", "pod", name, "job", a.job, "err", err)
+	}
 }
 
 // currentPod waits (bounded by ctx) for a ready agent pod.
@@ -307,10 +317,7 @@ func (t *Tunnel) supervise() {
 		t.ready = make(chan struct{})
 		t.lastErr = fmt.Errorf("agent pod %s %s", name, why)
 		t.mu.Unlock()
-		dctx, cancel := context.WithTimeout(t.ctx, 5*time.Second)
-		t.c.deletePod(dctx, name)
-		cancel()
-		t.forget(name)
+		t.deleteAgent(name)
 		for t.ctx.Err() == nil {
 			sctx, cancel := context.WithTimeout(t.ctx, t.cfg.ReadyTimeout+10*time.Second)
 			err := t.startPod(sctx)
@@ -369,7 +376,8 @@ func (t *Tunnel) State() tunnel.State {
 // Watch calls fn for every state change until cancel is called.
 func (t *Tunnel) Watch(fn func(tunnel.Event)) func() { return t.ssh.Watch(fn) }
 
-// Close closes the SSH tunnel and deletes every pod this tunnel created.
+// Close closes the SSH tunnel and deletes every agent (Job and pod) this
+// tunnel created.
 func (t *Tunnel) Close() error {
 	t.cancel()
 	if t.ssh != nil {
@@ -377,16 +385,21 @@ func (t *Tunnel) Close() error {
 	}
 	t.wg.Wait()
 	t.mu.Lock()
-	pods := append([]string(nil), t.pods...)
+	pods := append([]agentRef(nil), t.pods...)
 	t.pods = nil
 	t.mu.Unlock()
 	var errs []error
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, p := range pods {
-		if err := t.c.deletePod(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("deleting agent pod %s/%s: %w", t.c.namespace, p, err))
+		if err := t.c.deleteAgent(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("deleting agent pod %s/%s: %w", t.c.namespace, p.pod, err))
 		}
+	}
+	// A Job's pod keeps the Job controller's finalizer for a moment after
+	// the delete: return once the cluster has nothing of this tunnel left.
+	for _, p := range pods {
+		t.c.waitPodGone(ctx, p.pod)
 	}
 	if t.dir != "" {
 		os.RemoveAll(t.dir)
