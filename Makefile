@@ -31,7 +31,7 @@ test: deps build
 	$(GO) test -race -count=1 -timeout 45m ./...
 	$(MAKE) fuzz-short
 
-FUZZ_TARGETS := ./server:FuzzStream ./server:FuzzReadHeader ./workspace:FuzzParse
+FUZZ_TARGETS := ./server:FuzzStream ./server:FuzzReadHeader ./workspace:FuzzParse ./calls:FuzzConn ./calls:FuzzServerName
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
