@@ -39,6 +39,7 @@ type Call struct {
 	Target  string // host:port the connection was made to
 	Inbound bool   // a call from the cloud to a local port (expose)
 	Opener  string // the code that opened the connection, e.g. a Java frame
+	Via     string // the copy path (Info.Via)
 	Conn    uint64 // connection number (Info.Conn): calls with the same number shared a connection
 
 	// Session is set by whoever collects the calls (the launch or session id).

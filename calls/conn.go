@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,8 +25,11 @@ type Info struct {
 	Target  string // host:port dialled; the host of calls without a Host header
 	Inbound bool
 	Opener  string
-	Conn    uint64
+	Via     string // the copy path, for whoever shows the calls
+	Conn    uint64 // 0: the next number of this process
 }
+
+var connSeq atomic.Uint64
 
 // Conn reads the calls of one connection. Feed the bytes of each direction
 // to Requests and Responses before forwarding them (a response must never
@@ -57,6 +61,9 @@ type Side struct {
 
 // NewConn starts reading a connection; emit receives its calls.
 func NewConn(info Info, emit func(Call)) *Conn {
+	if info.Conn == 0 {
+		info.Conn = connSeq.Add(1)
+	}
 	c := &Conn{info: info, emit: emit, now: time.Now}
 	c.reqSide = Side{c: c}
 	c.respSide = Side{c: c, resp: true}
@@ -307,7 +314,7 @@ func (c *Conn) reqCount() uint64 { return c.req.seq }
 
 func (c *Conn) startTLS(start time.Time, sent int64, hello []byte) {
 	c.tls = &Call{Start: start, TLS: true, SNI: ServerName(hello), Sent: sent, Target: c.info.Target,
-		Inbound: c.info.Inbound, Opener: c.info.Opener, Conn: c.info.Conn}
+		Inbound: c.info.Inbound, Opener: c.info.Opener, Via: c.info.Via, Conn: c.info.Conn}
 	if c.tls.SNI != "" {
 		c.tls.Host = c.tls.SNI
 	} else {
@@ -466,7 +473,7 @@ func (c *Conn) requestHead() {
 		return
 	}
 	cl := &Call{Start: h.first, Method: method, Proto: proto, Target: c.info.Target,
-		Inbound: c.info.Inbound, Opener: c.info.Opener, Conn: c.info.Conn}
+		Inbound: c.info.Inbound, Opener: c.info.Opener, Via: c.info.Via, Conn: c.info.Conn}
 	f, ok := headers(ls[1:], &cl.RequestHeaders, &cl.TraceID, &cl.Host)
 	if !ok {
 		c.stop("")

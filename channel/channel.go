@@ -132,7 +132,7 @@ func (c *Channel) observe(target string) *calls.Conn {
 	if c.cfg.OnCall == nil {
 		return nil
 	}
-	return calls.NewConn(calls.Info{Target: target, Conn: c.connSeq.Add(1)}, c.cfg.OnCall)
+	return calls.NewConn(calls.Info{Target: target, Via: "channel"}, c.cfg.OnCall)
 }
 
 // Start listens on two loopback ports, one for SOCKS5 and one for the HTTP
