@@ -59,6 +59,10 @@ type CallRecord struct {
 	ResponseHeaders []Header `json:"responseHeaders,omitempty"`
 }
 
+// RedactedValue replaces the values of Authorization, Proxy-Authorization,
+// Cookie and Set-Cookie headers.
+const RedactedValue = "[redacted]"
+
 // Header is one HTTP header.
 type Header struct {
 	Name  string `json:"name"`
