@@ -123,7 +123,6 @@ type Channel struct {
 	closeErr  error
 
 	total, viaTunnel, direct, failed, active, sent, received atomic.Int64
-	connSeq                                                  atomic.Uint64 // numbers the connections for calls
 }
 
 // observe returns the call reader of a connection to target, nil when

@@ -138,7 +138,9 @@ func demoCalls(t *testing.T, stderr, harFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var har struct{ Log struct{ Entries []json.RawMessage } }
+	var har struct {
+		Log struct{ Entries []json.RawMessage }
+	}
 	if err := json.Unmarshal(b, &har); err != nil || len(har.Log.Entries) != 5 {
 		t.Errorf("HAR %s: %v, %d entries", filepath.Base(harFile), err, len(har.Log.Entries))
 	}
