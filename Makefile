@@ -50,7 +50,7 @@ lint: deps vet
 # Tether against OpenSSH ssh -D through the same sshd in the same run
 # (bench/), and the backend's start-up figures (e2e/).
 bench: deps build
-	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m ./bench/ ./e2e/
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 -timeout 30m ./bench/ ./e2e/ ./calls/
 
 # The main job: a sandbox cloud (tether-agent as an SSH proxy machine on
 # loopback) and the sample Java app launched through it with interconnect.

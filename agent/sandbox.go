@@ -39,7 +39,7 @@ type SandboxHost struct {
 
 var sandboxHosts = []SandboxHost{
 	{Name: "orders." + SandboxZone, IP: netip.MustParseAddr("10.99.0.10"), Port: 80,
-		Description: "HTTP: GET / answers JSON", serve: (*Sandbox).serveOrders},
+		Description: "HTTP: GET / answers JSON, /fail 500, /slow?ms=N after N ms", serve: (*Sandbox).serveOrders},
 	{Name: "db." + SandboxZone, IP: netip.MustParseAddr("10.99.0.11"), Port: 5432,
 		Description: "TCP echo", serve: (*Sandbox).serveEcho},
 }
@@ -57,6 +57,7 @@ type Sandbox struct {
 
 	mu     sync.Mutex
 	closed bool
+	stop   chan struct{}         // closed by Close
 	conns  map[net.Conn]struct{} // service ends
 	wg     sync.WaitGroup
 	nextID int
@@ -185,9 +186,26 @@ func (s *Sandbox) Listen(network, addr string) (net.Listener, error) {
 	return net.Listen(network, net.JoinHostPort(host, port))
 }
 
+// done is closed when the sandbox closes.
+func (s *Sandbox) done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop == nil {
+		s.stop = make(chan struct{})
+		if s.closed {
+			close(s.stop)
+		}
+	}
+	return s.stop
+}
+
 // Close ends every open sandbox connection and waits for the services.
 func (s *Sandbox) Close() error {
+	s.done()
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stop)
+	}
 	s.closed = true
 	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -264,14 +282,28 @@ func (s *Sandbox) serveOrders(c net.Conn) {
 				path = "/"
 			}
 		}
-		path, _, _ = strings.Cut(path, "?")
+		path, query, _ := strings.Cut(path, "?")
 		var status int
 		var body any
 		switch {
-		case path != "/":
+		case path != "/" && path != "/fail" && path != "/slow":
 			status, body = 404, map[string]string{"error": "not found", "path": path}
 		case method != "GET" && method != "HEAD":
 			status, body = 405, map[string]string{"error": "method not allowed"}
+		case path == "/fail":
+			// For trying the call log: a server error, with the caller's trace id.
+			status, body = 500, map[string]string{"error": "simulated failure", "traceparent": hdr.Get("Traceparent")}
+		case path == "/slow":
+			ms := sandboxSlow
+			if v, err := strconv.Atoi(strings.TrimPrefix(query, "ms=")); err == nil && strings.HasPrefix(query, "ms=") {
+				ms = min(max(v, 0), sandboxSlowMax)
+			}
+			select {
+			case <-time.After(time.Duration(ms) * time.Millisecond):
+			case <-s.done():
+				return
+			}
+			status, body = 200, map[string]any{"service": "orders", "message": "slow answer", "delayMs": ms}
 		default:
 			status, body = 200, struct {
 				Service string `json:"service"`
@@ -286,7 +318,13 @@ func (s *Sandbox) serveOrders(c net.Conn) {
 }
 
 var statusText = map[int]string{200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-	501: "Not Implemented"}
+	500: "Internal Server Error", 501: "Not Implemented"}
+
+// The delay of /slow: default, and the most ?ms= may ask for.
+const (
+	sandboxSlow    = 500
+	sandboxSlowMax = 10000
+)
 
 func writeHTTP(w io.Writer, method string, status int, body any, keepAlive bool) error {
 	data, err := json.Marshal(body)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/plugins/ssh"
 )
@@ -28,6 +29,7 @@ type childConfig struct {
 	Host, User, Identity, KnownHosts string
 	Port                             int
 	CIDR                             string // routed through the tunnel
+	Calls                            bool   // read the HTTP calls (channel.Config.OnCall) into a ring, as a launch does
 }
 
 type childReady struct {
@@ -80,10 +82,14 @@ func startTether(cfg childConfig) (*channel.Channel, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("ssh.Open: %w", err)
 	}
-	ch, err := channel.Start(context.Background(), channel.Config{
+	chCfg := channel.Config{
 		Tunnel: tun,
 		Routes: channel.Routes{CIDRs: []netip.Prefix{netip.MustParsePrefix(cfg.CIDR)}},
-	})
+	}
+	if cfg.Calls {
+		chCfg.OnCall = calls.NewRing(4096).Add
+	}
+	ch, err := channel.Start(context.Background(), chCfg)
 	if err != nil {
 		tun.Close()
 		return nil, nil, fmt.Errorf("channel.Start: %w", err)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -50,6 +51,11 @@ type Config struct {
 	// OnConn is called once when each proxied connection ends or fails to
 	// connect, on the connection's goroutine: it must not block for long.
 	OnConn func(Record)
+	// OnCall, if set, receives every HTTP/1.x call read on the proxied
+	// connections (package calls), and one entry per TLS connection with
+	// its server name. It is called on the copying goroutines: it must only
+	// store or hand off. nil reads nothing.
+	OnCall func(calls.Call)
 	// Logger receives debug lines per connection and info lines per failure.
 	// nil discards.
 	Logger *slog.Logger
@@ -117,6 +123,15 @@ type Channel struct {
 	closeErr  error
 
 	total, viaTunnel, direct, failed, active, sent, received atomic.Int64
+}
+
+// observe returns the call reader of a connection to target, nil when
+// calls are not read.
+func (c *Channel) observe(target string) *calls.Conn {
+	if c.cfg.OnCall == nil {
+		return nil
+	}
+	return calls.NewConn(calls.Info{Target: target, Via: "channel"}, c.cfg.OnCall)
 }
 
 // Start listens on two loopback ports, one for SOCKS5 and one for the HTTP

@@ -559,7 +559,7 @@ func TestSpliceWithoutHalfClose(t *testing.T) {
 	target, targetPeer := net.Pipe()
 	done := make(chan [2]int64)
 	go func() {
-		s, r := splice(appPeer, targetPeer, []byte("pre"))
+		s, r := splice(appPeer, targetPeer, []byte("pre"), nil)
 		done <- [2]int64{s, r}
 	}()
 	go func() {

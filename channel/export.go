@@ -1,12 +1,20 @@
 package channel
 
-import "net"
+import (
+	"net"
+
+	"github.com/tether-dev/tether/calls"
+)
 
 // Splice copies between a and b both ways until both directions end,
 // propagating half-closes, then closes both. It returns the bytes copied
 // a to b and b to a. Other packages that carry bytes (JDWP forwards,
 // reverse forwards) use it so that every path copies the same way.
-func Splice(a, b net.Conn) (aToB, bToA int64) { return splice(a, b, nil) }
+func Splice(a, b net.Conn) (aToB, bToA int64) { return splice(a, b, nil, nil) }
+
+// SpliceCalls is Splice that also reads the HTTP calls a makes to b with
+// obs (nil: none), and ends obs.
+func SpliceCalls(a, b net.Conn, obs *calls.Conn) (aToB, bToA int64) { return splice(a, b, nil, obs) }
 
 // SameUserPeer reports whether the other end of a loopback TCP connection
 // is a socket owned by this process's user. Listeners that cannot carry

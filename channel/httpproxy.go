@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tether-dev/tether/calls"
 )
 
 var errChannelClosed = errors.New("channel closed")
@@ -137,7 +139,7 @@ func (c *Channel) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		return
 	}
-	rec.Sent, rec.Received = splice(conn, up, pre)
+	rec.Sent, rec.Received = splice(conn, up, pre, c.observe(target))
 }
 
 // httpStatus is the status of a failed dial: 504 for timeouts, else 502.
@@ -168,7 +170,7 @@ func (c *Channel) dialHTTPUpstream(ctx context.Context, _, addr string) (net.Con
 		c.finish(rec, false)
 		return nil, err
 	}
-	rc := &recordedConn{Conn: conn, c: c, rec: rec}
+	rc := &recordedConn{Conn: conn, c: c, rec: rec, obs: c.observe(addr)}
 	if !c.track(rc) {
 		conn.Close()
 		rec.Err = errChannelClosed.Error()
@@ -187,15 +189,22 @@ type recordedConn struct {
 	rec            Record
 	sent, received atomic.Int64
 	once           sync.Once
+	obs            *calls.Conn // nil when calls are not read
 }
 
 func (rc *recordedConn) Read(p []byte) (int, error) {
 	n, err := rc.Conn.Read(p)
 	rc.received.Add(int64(n))
+	if rc.obs != nil && n > 0 {
+		rc.obs.Responses().Write(p[:n])
+	}
 	return n, err
 }
 
 func (rc *recordedConn) Write(p []byte) (int, error) {
+	if rc.obs != nil {
+		rc.obs.Requests().Write(p) // before the server can answer it
+	}
 	n, err := rc.Conn.Write(p)
 	rc.sent.Add(int64(n))
 	return n, err
@@ -205,6 +214,9 @@ func (rc *recordedConn) Close() error {
 	err := rc.Conn.Close()
 	rc.once.Do(func() {
 		rc.c.untrack(rc)
+		if rc.obs != nil {
+			rc.obs.End()
+		}
 		rc.rec.Sent, rc.rec.Received = rc.sent.Load(), rc.received.Load()
 		rc.c.finish(rc.rec, true)
 	})

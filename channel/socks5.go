@@ -284,7 +284,7 @@ func (c *Channel) serveSOCKS(conn net.Conn) {
 		if n := br.Buffered(); n > 0 {
 			pre, _ = br.Peek(n)
 		}
-		rec.Sent, rec.Received = splice(conn, up, pre)
+		rec.Sent, rec.Received = splice(conn, up, pre, c.observe(target))
 	}
 	c.finish(rec, true)
 }

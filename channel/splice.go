@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
 	"syscall"
 
+	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -31,12 +33,21 @@ var (
 // splice copies between the app's connection and the target's until both
 // directions end, propagating half-closes, then closes both. pre holds bytes
 // already read from client that go to up first. It returns the bytes sent
-// (client to up, including pre) and received (up to client).
-func splice(client, up net.Conn, pre []byte) (sent, received int64) {
+// (client to up, including pre) and received (up to client). obs, if not
+// nil, reads the calls of the connection on the way; splice ends it.
+func splice(client, up net.Conn, pre []byte, obs *calls.Conn) (sent, received int64) {
+	var reqs, resps *calls.Side
+	if obs != nil {
+		reqs, resps = obs.Requests(), obs.Responses()
+		defer obs.End()
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if len(pre) > 0 {
+			if reqs != nil {
+				reqs.Write(pre)
+			}
 			n, err := up.Write(pre)
 			sent = int64(n)
 			if err != nil {
@@ -44,11 +55,11 @@ func splice(client, up net.Conn, pre []byte) (sent, received int64) {
 				return
 			}
 		}
-		n, err := copyConn(up, client)
+		n, err := copyConn(up, client, reqs)
 		sent += n
 		endDirection(up, client, err)
 	}()
-	n, err := copyConn(client, up)
+	n, err := copyConn(client, up, resps)
 	received = n
 	endDirection(client, up, err)
 	<-done
@@ -71,13 +82,22 @@ func endDirection(dst, src net.Conn, err error) {
 	src.Close()
 }
 
+// spliceMin is the smallest body that an observed copy between two TCP
+// sockets hands to the kernel (splice(2)) instead of reading it.
+const spliceMin = 64 << 10
+
 // copyConn copies src to dst until EOF (returning nil) or an error. Between
 // two TCP sockets io.Copy lets the kernel splice; otherwise it copies through
-// pooled buffers (see copyBufSize), like io.CopyBuffer.
-func copyConn(dst, src net.Conn) (int64, error) {
+// pooled buffers (see copyBufSize), like io.CopyBuffer. side, if not nil,
+// sees every byte before it is written, except the bodies it says it may
+// skip (see calls.Side.Skip).
+func copyConn(dst, src net.Conn, side *calls.Side) (int64, error) {
 	if _, ok := dst.(*net.TCPConn); ok {
 		if _, ok := src.(*net.TCPConn); ok {
-			return io.Copy(dst, src)
+			if side == nil {
+				return io.Copy(dst, src)
+			}
+			return copyTCPObserved(dst, src, side)
 		}
 	}
 	pool := &copyBufs
@@ -88,6 +108,9 @@ func copyConn(dst, src net.Conn) (int64, error) {
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			if side != nil {
+				side.Write(buf[:nr])
+			}
 			nw, werr := dst.Write(buf[:nr])
 			if nw < 0 || nr < nw {
 				nw = 0
@@ -114,6 +137,52 @@ func copyConn(dst, src net.Conn) (int64, error) {
 			pool = &bulkBufs
 			bp = pool.Get().(*[]byte)
 			buf = *bp
+		}
+	}
+}
+
+// copyTCPObserved copies between two TCP sockets through a small buffer
+// while side reads heads, and lets the kernel splice the bodies it skips
+// and everything once it has stopped reading.
+func copyTCPObserved(dst, src net.Conn, side *calls.Side) (int64, error) {
+	var written int64
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			copyBufs.Put(bp)
+		}
+	}()
+	for {
+		if skip := side.Skip(); skip >= spliceMin {
+			r := io.Reader(src)
+			if skip != math.MaxInt64 {
+				r = io.LimitReader(src, skip)
+			}
+			n, err := io.Copy(dst, r)
+			written += n
+			side.Skipped(n)
+			if err != nil || n < skip {
+				return written, err // EOF (nil) or an error
+			}
+			continue
+		}
+		if bp == nil {
+			bp = copyBufs.Get().(*[]byte)
+		}
+		nr, rerr := src.Read(*bp)
+		if nr > 0 {
+			side.Write((*bp)[:nr])
+			nw, werr := dst.Write((*bp)[:nr])
+			written += int64(nw)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return written, nil
+			}
+			return written, rerr
 		}
 	}
 }

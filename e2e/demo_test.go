@@ -31,7 +31,8 @@ func TestSandboxDemo(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	var stdout, stderr syncBuffer
-	cmd := tetherCmd(ctx, "launch", "--workspace", ws, "sample")
+	har := filepath.Join(ws, "calls.har")
+	cmd := tetherCmd(ctx, "launch", "--workspace", ws, "sample", "--log-calls", "--har", har)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("tether launch sample: %v\n%s\n%s", err, stdout.String(), stderr.String())
@@ -40,4 +41,5 @@ func TestSandboxDemo(t *testing.T) {
 		!strings.Contains(stderr.String(), "connections: 2 (2 through the tunnel") {
 		t.Fatalf("demo output:\n%s\n%s", stdout.String(), stderr.String())
 	}
+	demoCalls(t, stderr.String(), har)
 }

@@ -8,7 +8,7 @@
 //
 //	agent:   HELLO <token> <java.version> <pid>
 //	backend: OK, FAKE <cidr>, CIDR <cidr>..., DOMAIN <suffix>..., END   (or ERR <message>, close)
-//	agent:   CONNECT <id> <ip> <port> [<name>]   backend: PORT <id> <port> | ERR <id> <message>
+//	agent:   CONNECT <id> <ip> <port> [<name>][\t<frame>]   backend: PORT <id> <port> | ERR <id> <message>
 //	agent:   RESOLVE <id> <name>                 backend: ADDR <id> <ip>   | ERR <id> <message>
 //	agent:   LOG <message>                       (no answer: goes to the connection log)
 //
@@ -16,7 +16,9 @@
 // (a fake address becomes "name:port", resolved on the cloud side), so that
 // a refusal becomes the app's connect failure; then it listens on a fresh
 // 127.0.0.1 port that accepts exactly one connection from the same OS user
-// within ten seconds, and splices the two.
+// within ten seconds, and splices the two. <frame> is the first stack frame
+// of the connect outside the JDK ("com.acme.OrderClient.place(OrderClient.java:42)"):
+// the calls read on that connection say they were opened there.
 package javaagent
 
 import (
@@ -40,6 +42,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
 )
 
@@ -95,6 +98,9 @@ type Config struct {
 	// it ends (Err nil) or fails. It also receives agent notices (e.g. a
 	// Netty native transport) with Target "" and Err set.
 	OnConn func(Conn)
+	// OnCall, if set, receives the HTTP calls read on the redirected
+	// connections (package calls), each with the frame that opened it.
+	OnCall func(calls.Call)
 }
 
 // Conn is the connection log entry of one redirected connect.
@@ -104,6 +110,7 @@ type Conn struct {
 	Sent     int64  // bytes app -> target
 	Received int64  // bytes target -> app
 	Duration time.Duration
+	Frame    string // the calling frame that opened it, if the agent sent one
 	Err      error
 }
 
@@ -470,9 +477,14 @@ func (s *Server) NameOf(a netip.Addr) (string, bool) {
 	return n, ok
 }
 
-// connect handles "ip port [name]": dial through the tunnel, then open a
-// one-shot loopback port that splices to it.
+// connect handles "ip port [name][\tframe]": dial through the tunnel, then
+// open a one-shot loopback port that splices to it.
 func (s *Server) connect(args string) (int, error) {
+	args, frame, _ := strings.Cut(args, "\t")
+	frame = strings.TrimSpace(frame)
+	if len(frame) > 512 {
+		frame = frame[:512]
+	}
 	f := strings.Fields(args)
 	if len(f) < 2 {
 		return 0, errors.New("tether: bad CONNECT request")
@@ -522,7 +534,7 @@ func (s *Server) connect(args string) (int, error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.oneShot(ln, up, target, name)
+		s.oneShot(ln, up, target, name, frame)
 	}()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
@@ -552,7 +564,7 @@ func (s *Server) onConn(c Conn) {
 
 // oneShot accepts the first connection from the same OS user within
 // oneShotTimeout, closes the listener and splices.
-func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name string) {
+func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name, frame string) {
 	tl := ln.(*net.TCPListener)
 	deadline := time.Now().Add(oneShotTimeout)
 	stop := context.AfterFunc(s.ctx, func() { ln.Close() })
@@ -578,9 +590,13 @@ func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name string) {
 			return
 		}
 		start := time.Now()
-		sent, received := channel.Splice(c, up)
+		var obs *calls.Conn
+		if s.cfg.OnCall != nil {
+			obs = calls.NewConn(calls.Info{Target: target, Opener: frame, Via: "javaagent"}, s.cfg.OnCall)
+		}
+		sent, received := channel.SpliceCalls(c, up, obs)
 		s.untrack(c)
-		s.onConn(Conn{Target: target, Name: name, Sent: sent, Received: received, Duration: time.Since(start)})
+		s.onConn(Conn{Target: target, Name: name, Sent: sent, Received: received, Duration: time.Since(start), Frame: frame})
 		return
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
@@ -47,9 +48,10 @@ type exposer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	items []*exposure
-	conns connSet
+	mu     sync.Mutex
+	items  []*exposure
+	conns  connSet
+	onCall func(calls.Call) // nil: calls are not read
 }
 
 // advertiseAddress is the proxy machine's address as cloud callers reach
@@ -107,7 +109,7 @@ func advertiseAddress(ctx context.Context, tun tunnel.Tunnel, px *workspace.Prox
 // startExpose listens on the proxy side for every spec, before the app
 // starts, so that a taken port or a server that forbids remote forwarding
 // fails the launch with a clear error.
-func startExpose(ctx context.Context, tun tunnel.Tunnel, px *workspace.Proxy, specs []workspace.Expose, log *slog.Logger) (*exposer, error) {
+func startExpose(ctx context.Context, tun tunnel.Tunnel, px *workspace.Proxy, specs []workspace.Expose, log *slog.Logger, onCall func(calls.Call)) (*exposer, error) {
 	if _, ok := tun.(remoteListener); !ok {
 		return nil, fmt.Errorf("expose: proxy %s cannot listen on the far side: %w", px.Name, ErrNotSupported)
 	}
@@ -116,7 +118,7 @@ func startExpose(ctx context.Context, tun tunnel.Tunnel, px *workspace.Proxy, sp
 		return nil, fmt.Errorf("expose through proxy %s: %w", px.Name, err)
 	}
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &exposer{tun: tun, log: log, ctx: ectx, cancel: cancel}
+	e := &exposer{tun: tun, log: log, ctx: ectx, cancel: cancel, onCall: onCall}
 	for _, s := range specs {
 		it := &exposure{spec: s, bind: net.JoinHostPort(adv, strconv.Itoa(s.RemotePort))}
 		if err := e.listen(ctx, it); err != nil {
@@ -199,7 +201,11 @@ func (e *exposer) carry(c net.Conn, localPort int) {
 		c.Close()
 		return
 	}
-	channel.Splice(c, local) // closing c (Close) ends it and closes local
+	var obs *calls.Conn
+	if e.onCall != nil {
+		obs = calls.NewConn(calls.Info{Target: local.RemoteAddr().String(), Inbound: true, Via: "expose"}, e.onCall)
+	}
+	channel.SpliceCalls(c, local, obs) // closing c (Close) ends it and closes local
 }
 
 // Exposed lists the exposed ports and where cloud callers reach them.

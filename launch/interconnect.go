@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/javaagent"
 	"github.com/tether-dev/tether/plugins/kubernetes"
@@ -33,11 +34,18 @@ type Hooks struct {
 	OnState func(protocol.TunnelStatus)
 	// OnConn is called for every connection that went through the channel.
 	OnConn func(protocol.ConnectionRecord)
+	// OnCall is called for every HTTP call (and TLS connection) read on a
+	// session's connections, from one goroutine of the Manager, in order.
+	OnCall func(protocol.CallRecord)
 	// OnOutput receives the app's output (launches only).
 	OnOutput func(launchID, stream string, data []byte)
 	// OnLaunchState receives launch state changes (launches only).
 	OnLaunchState func(protocol.LaunchStateParams)
 	Logger        *slog.Logger
+
+	// callSink receives the calls of a session (set by the Manager); nil
+	// reads none.
+	callSink func(calls.Call)
 }
 
 func (h *Hooks) logger() *slog.Logger {
@@ -60,10 +68,11 @@ type Interconnect struct {
 	expose   *exposer
 	agent    *javaagent.Server // java configurations with the agent
 	onConn   func(protocol.ConnectionRecord)
-	dir      string          // the workspace, for relative paths
-	routes   channel.Routes  // what goes through the tunnel...
-	routeAll bool            // ...or everything, for a proxy without routes
-	agentSt  channel.Summary // connections the agent redirected
+	onCall   func(calls.Call) // nil: calls are not read
+	dir      string           // the workspace, for relative paths
+	routes   channel.Routes   // what goes through the tunnel...
+	routeAll bool             // ...or everything, for a proxy without routes
+	agentSt  channel.Summary  // connections the agent redirected
 	mu       sync.Mutex
 	status   protocol.TunnelStatus
 }
@@ -75,7 +84,7 @@ func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs [
 		return nil
 	}
 	progress.Report(ctx, "exposing %d local port(s) on proxy %s", len(specs), px.Name)
-	e, err := startExpose(ctx, ic.Tunnel, px, specs, log.With("session", ic.ID))
+	e, err := startExpose(ctx, ic.Tunnel, px, specs, log.With("session", ic.ID), ic.onCall)
 	if err != nil {
 		return err
 	}
@@ -92,7 +101,7 @@ func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy,
 		cidrs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	a, err := javaagent.Start(context.WithoutCancel(ctx), javaagent.Config{
-		Dial: ic.Tunnel.Dial, CIDRs: cidrs, Domains: domains, Logger: log.With("session", ic.ID),
+		Dial: ic.Tunnel.Dial, CIDRs: cidrs, Domains: domains, Logger: log.With("session", ic.ID), OnCall: ic.onCall,
 		OnConn: func(c javaagent.Conn) {
 			if c.Target == "" {
 				if c.Err != nil {
@@ -207,7 +216,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	if err != nil {
 		return nil, err
 	}
-	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, dir: dir,
+	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, onCall: h.callSink, dir: dir,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
 	ic.routeAll = true
 	cidrs, domains := routesOf(ctx, dir, px, log)
@@ -220,7 +229,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 		ic.routes, ic.routeAll = r, false
 	}
 	ch, err := channel.Start(context.WithoutCancel(ctx), channel.Config{
-		Tunnel: tun, Routes: ic.routes, RouteAll: ic.routeAll, Logger: log, TrustSameUser: true,
+		Tunnel: tun, Routes: ic.routes, RouteAll: ic.routeAll, Logger: log, TrustSameUser: true, OnCall: h.callSink,
 		OnConn: func(r channel.Record) {
 			if h.OnConn != nil {
 				h.OnConn(protocol.ConnectionRecord{SessionID: id, Target: r.Target, Route: r.Route, Sent: r.Sent,

@@ -31,6 +31,8 @@ type Manager struct {
 	Workspace *workspace.Workspace
 	Hooks     Hooks
 
+	calls *callLog // the calls of all sessions, also of ended ones
+
 	mu       sync.Mutex
 	closed   bool
 	prepared map[string]*Interconnect
@@ -41,7 +43,7 @@ type Manager struct {
 
 // NewManager returns a manager for one client.
 func NewManager(ws *workspace.Workspace, h Hooks) *Manager {
-	return &Manager{Workspace: ws, Hooks: h, prepared: map[string]*Interconnect{}, plain: map[string]bool{}, launches: map[string]*Launch{},
+	return &Manager{Workspace: ws, Hooks: h, calls: newCallLog(h.OnCall), prepared: map[string]*Interconnect{}, plain: map[string]bool{}, launches: map[string]*Launch{},
 		forwards: map[string]*Forward{}}
 }
 
@@ -80,7 +82,9 @@ func (m *Manager) open(ctx context.Context, rc *workspace.RunConfig, px *workspa
 	if px == nil {
 		return nil, nil
 	}
-	ic, err := OpenInterconnect(ctx, m.Workspace.Dir, px, id, m.Hooks)
+	h := m.Hooks
+	h.callSink = m.calls.sink(id)
+	ic, err := OpenInterconnect(ctx, m.Workspace.Dir, px, id, h)
 	if err != nil {
 		return nil, err
 	}
@@ -382,6 +386,7 @@ func (m *Manager) CloseAll() {
 		go func() { defer wg.Done(); _ = ic.Close() }()
 	}
 	wg.Wait()
+	m.calls.close()
 }
 
 func closeIC(ic *Interconnect) {

@@ -19,4 +19,4 @@ for _ in $(seq 100); do
 done
 echo "== $(grep 'listening on' "$log")"
 echo "== tether launch --workspace $ws sample"
-bin/tether launch --workspace "$ws" sample --log-connections
+bin/tether launch --workspace "$ws" sample --log-connections --log-calls --har "$ws/calls.har"

@@ -148,6 +148,7 @@ func (s *session) hooks() launch.Hooks {
 		Prompts:       handlers.NewPrompts(sessionClient{s}),
 		OnState:       func(st protocol.TunnelStatus) { notify(protocol.MethodInterconnectStatus, st) },
 		OnConn:        func(r protocol.ConnectionRecord) { notify(protocol.MethodInterconnectConnection, r) },
+		OnCall:        func(r protocol.CallRecord) { notify(protocol.MethodInterconnectCall, r) },
 		OnLaunchState: func(p protocol.LaunchStateParams) { notify(protocol.MethodLaunchState, p) },
 		OnOutput: func(id, stream string, data []byte) {
 			notify(protocol.MethodLaunchOutput, protocol.LaunchOutputParams{LaunchID: id, Stream: stream, Text: string(data)})

@@ -37,7 +37,7 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flags("sandbox", "[--workspace DIR] [--listen 127.0.0.1:0]",
 		"Serve a private network that exists only inside this process, through an SSH\n"+
 			"proxy machine on loopback, for trying Tether without any infrastructure:\n"+
-			"  orders.sandbox.internal (10.99.0.10) port 80    HTTP, GET / answers JSON\n"+
+			"  orders.sandbox.internal (10.99.0.10) port 80    HTTP, GET / answers JSON, /fail 500, /slow?ms=N late\n"+
 			"  db.sandbox.internal     (10.99.0.11) port 5432  TCP echo\n"+
 			"Keys and known_hosts go to DIR/"+sandboxDir+"/; DIR/"+workspaceFile+" gets a proxy\n"+
 			"named \""+sandboxProxy+"\" and a Java run configuration \""+sandboxConfig+"\" (an existing file is not\n"+
@@ -100,7 +100,7 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stderr, "Host key: %s %s\n", hostKey.PublicKey().Type(), ssh.FingerprintSHA256(hostKey.PublicKey()))
-	fmt.Fprintf(stderr, "Services: orders.sandbox.internal:80 (HTTP), db.sandbox.internal:5432 (echo); 10.99.0.0/24\n")
+	fmt.Fprintf(stderr, "Services: orders.sandbox.internal:80 (HTTP: /, /fail, /slow?ms=N), db.sandbox.internal:5432 (echo); 10.99.0.0/24\n")
 	fmt.Fprintf(stderr, "Sample app: javac -d %s examples/sample-app/Sample.java && tether launch --workspace %s %s\n",
 		shellQuote(filepath.Join(state, sandboxClasses)), shellQuote(dir), sandboxConfig)
 	fmt.Fprintf(stdout, "sandbox proxy machine listening on %s (workspace %s)\n", endpoint, dir)

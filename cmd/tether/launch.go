@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/term"
@@ -90,12 +92,14 @@ func cliLogger(verbose bool) *slog.Logger {
 }
 
 func launchCmd(ctx context.Context, args []string) error {
-	fs := flags("launch", "[--workspace DIR] NAME [--debug]", `Run the run configuration NAME of the workspace (default: the current directory).
+	fs := flags("launch", "[--workspace DIR] NAME [--debug] [--log-calls] [--har FILE]", `Run the run configuration NAME of the workspace (default: the current directory).
 With interconnect on, the app reaches the cloud through its proxy; the tunnel closes when it exits.
 Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 	wsDir := fs.String("workspace", "", "workspace directory (default: the current directory)")
 	debug := fs.Bool("debug", false, "start a java app with JDWP on a loopback port and print the address")
 	logConns := fs.Bool("log-connections", false, "print every connection as it ends")
+	logCalls := fs.Bool("log-calls", false, "print every HTTP call (and TLS server name) of the app as its response ends")
+	harFile := fs.String("har", "", "write the app's HTTP calls to `FILE` as HAR 1.2 when it exits (opens in browser devtools)")
 	verbose := fs.Bool("verbose", false, "print the backend log")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -142,6 +146,9 @@ Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 	if *logConns {
 		hooks.OnConn = func(r protocol.ConnectionRecord) { fmt.Fprintln(os.Stderr, "tether: "+formatRecord(r)) }
 	}
+	if *logCalls {
+		hooks.OnCall = func(r protocol.CallRecord) { fmt.Fprintln(os.Stderr, "tether: "+formatCall(r)) }
+	}
 	m := launch.NewManager(ws, hooks)
 	defer m.CloseAll()
 	l, err := m.Start(cliProgress(ctx), fs.Arg(0), *debug)
@@ -159,7 +166,15 @@ Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 		<-l.Done()
 	}
 	if l.Interconnect() != nil {
+		m.FlushCalls()
 		printSummary(l.Summary())
+	}
+	if *harFile != "" {
+		if err := writeHAR(m, *harFile, l.ID); err != nil {
+			fmt.Fprintf(os.Stderr, "tether: --har: %v\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "tether: HTTP calls written to %s (HAR)\n", *harFile)
+		}
 	}
 	if code := l.ExitCode(); code != 0 {
 		return cli.ExitError{Code: code}
@@ -172,6 +187,53 @@ func formatRecord(r protocol.ConnectionRecord) string {
 		return fmt.Sprintf("%s via %s: %s", r.Target, r.Route, r.Error)
 	}
 	return fmt.Sprintf("%s via %s: sent %s, received %s in %dms", r.Target, r.Route, bytesStr(r.Sent), bytesStr(r.Received), r.DurationMs)
+}
+
+// formatCall is one line of --log-calls:
+//
+//	GET http://orders.sandbox.internal/ -> 200 12ms (conn 3, opened by Sample.get(Sample.java:52))
+func formatCall(r protocol.CallRecord) string {
+	var b strings.Builder
+	if r.Direction == protocol.DirectionInbound {
+		b.WriteString("from the cloud: ")
+	}
+	if r.TLS {
+		name := r.SNI
+		if name == "" {
+			name = "no server name"
+		}
+		fmt.Fprintf(&b, "TLS %s (%s): sent %s, received %s in %.0fms", r.Target, name, bytesStr(r.Sent), bytesStr(r.Received), r.DurationMs)
+	} else {
+		status := strconv.Itoa(r.Status)
+		if r.Status == 0 {
+			status = "no response"
+		}
+		fmt.Fprintf(&b, "%s %s -> %s %.0fms", r.Method, r.URL, status, r.DurationMs)
+		if r.TraceID != "" {
+			b.WriteString(" trace " + r.TraceID)
+		}
+		if r.Error != "" {
+			b.WriteString(" (" + r.Error + ")")
+		}
+	}
+	fmt.Fprintf(&b, " [conn %d", r.Conn)
+	if r.OpenedBy != "" {
+		b.WriteString(", opened by " + r.OpenedBy)
+	}
+	b.WriteString("]")
+	return b.String()
+}
+
+func writeHAR(m *launch.Manager, path, session string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := m.WriteHAR(f, session, version); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func printSummary(s channel.Summary) {

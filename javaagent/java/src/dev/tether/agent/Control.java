@@ -26,7 +26,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * <pre>
  * agent:   HELLO token java-version pid
  * backend: OK | ERR message ; then FAKE cidr, CIDR cidr..., DOMAIN name..., END
- * agent:   CONNECT id ip port [name]   backend: PORT id port | ERR id message
+ * agent:   CONNECT id ip port [name][TAB frame]   backend: PORT id port | ERR id message
  * agent:   RESOLVE id name             backend: ADDR id ip   | ERR id message
  * agent:   LOG message                 (no answer)
  * </pre>
@@ -176,6 +176,8 @@ final class Control {
         String s = a.toString();
         int slash = s.indexOf('/');
         if (slash > 0) args += " " + s.substring(0, slash);
+        String frame = callerFrame();
+        if (frame != null) args += "\t" + frame;
         String ans = call("CONNECT", args, CONNECT_TIMEOUT_MS);
         if (ans.startsWith("PORT ")) {
             try {
@@ -185,6 +187,26 @@ final class Control {
             }
         }
         throw new ConnectException(ans.startsWith("ERR ") ? ans.substring(4) : "tether: bad answer " + ans);
+    }
+
+    /**
+     * The first stack frame outside the JDK and the agent, e.g.
+     * "com.acme.OrderClient.place(OrderClient.java:42)": the code that opened
+     * the connection, shown with its calls. Null if there is none.
+     */
+    static String callerFrame() {
+        StackTraceElement[] st = new Throwable().getStackTrace();
+        for (StackTraceElement e : st) {
+            String cn = e.getClassName();
+            if (cn.startsWith("java.") || cn.startsWith("javax.") || cn.startsWith("jdk.") || cn.startsWith("sun.")
+                    || cn.startsWith("com.sun.") || cn.startsWith("dev.tether.agent.")) continue;
+            String file = e.getFileName() == null ? "Unknown Source"
+                    : e.getLineNumber() >= 0 ? e.getFileName() + ":" + e.getLineNumber() : e.getFileName();
+            String f = cn + "." + e.getMethodName() + "(" + file + ")";
+            f = f.replace('\t', ' ').replace('\n', ' ').replace('\r', ' ');
+            return f.length() > 500 ? f.substring(0, 500) : f;
+        }
+        return null;
     }
 
     /** Asks for the fake address of a route-domain name. */
