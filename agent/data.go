@@ -194,8 +194,9 @@ func pipeConns(st *mux.Stream, conn net.Conn) {
 			cw.CloseWrite()
 		}
 	})
-	wg.Go(func() { // connection -> stream
-		if err := copyBuf(st, conn); err != nil {
+	wg.Go(func() { // connection -> stream, in frames of up to mux.MaxFrame
+		buf := make([]byte, mux.MaxFrame)
+		if _, err := io.CopyBuffer(writerOnly{st}, readerOnly{conn}, buf); err != nil {
 			st.Close()
 			conn.Close()
 			return

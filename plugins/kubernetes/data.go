@@ -30,6 +30,9 @@ import (
 // uses SSH channels meanwhile).
 const dataRetry = 5 * time.Second
 
+// dataWait bounds how long a dial waits for a data session being opened.
+const dataWait = time.Second
+
 type dataPath struct {
 	t    *Tunnel
 	size int // sessions (port-forward connections) per pod
@@ -167,8 +170,11 @@ func (d *dataPath) tokenFor(ctx context.Context, pod string, refresh bool) ([]by
 
 // pick returns the session of pod with the fewest streams, opening more
 // (in the background) while there are fewer than d.size. It returns nil
-// when the data path is not usable now.
+// when the data path is not usable now, or no session got ready within
+// dataWait (the first dials after Open or a pod change then take SSH).
 func (d *dataPath) pick(ctx context.Context, pod string) *mux.Session {
+	timeout := time.NewTimer(dataWait)
+	defer timeout.Stop()
 	for {
 		d.mu.Lock()
 		if d.closed {
@@ -210,6 +216,8 @@ func (d *dataPath) pick(ctx context.Context, pod string) *mux.Session {
 		d.mu.Unlock()
 		select {
 		case <-changed:
+		case <-timeout.C:
+			return nil
 		case <-ctx.Done():
 			return nil
 		case <-d.t.ctx.Done():

@@ -125,8 +125,10 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 		return nil, fmt.Errorf("kubernetes: SSH to the agent pod %s/%s: %w", c.namespace, t.pod, err)
 	}
 	cfg.progress("Connected to the agent pod %s/%s through the API server (%s)", c.namespace, t.podName(), t.Protocol())
-	t.data = newDataPath(t)
-	t.wg.Go(t.data.warm)
+	if !cfg.SSHChannelsOnly {
+		t.data = newDataPath(t)
+		t.wg.Go(t.data.warm)
+	}
 	ok = true
 	return t, nil
 }
