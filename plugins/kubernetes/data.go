@@ -295,3 +295,17 @@ func (d *dataPath) close() {
 		ds.s.Close()
 	}
 }
+
+// DataAgent is the description of the agent that serves the data port
+// ("VERSION (protocol N)"), "" while streams use SSH channels.
+func (t *Tunnel) DataAgent() string {
+	if t.data == nil {
+		return ""
+	}
+	t.data.tokenMu.Lock()
+	defer t.data.tokenMu.Unlock()
+	if t.data.tokPod == "" || t.data.tokPod != t.podName() {
+		return ""
+	}
+	return t.data.version
+}
