@@ -164,20 +164,6 @@ func connectLatency(b *testing.B, dial func(context.Context) (net.Conn, error), 
 	return [2]float64{ms(ds[len(ds)/2]), ms(ds[len(ds)*99/100])}
 }
 
-func download(b *testing.B, c *http.Client, url string) float64 {
-	start := time.Now()
-	resp, err := c.Get(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return float64(n) / time.Since(start).Seconds() / 1e6
-}
-
 // podMemoryMiB is the RSS of the agent process of a pod: on the
 // single-node testbed the pod's processes run on this machine; the one in the
 // pod's cgroup whose command is tether-agent.

@@ -236,8 +236,8 @@ func (t *Tunnel) connect(ctx context.Context) (*conn, error) {
 		}
 		tc = newTrackedConn(raw)
 		cc := &ssh.ClientConfig{
-			User:              h.User,
-			Auth:              methods,
+			User:   h.User,
+			Auth:   methods,
 			Config: ssh.Config{Ciphers: ciphers},
 		}
 		if i == len(hops)-1 && t.cfg.HostKey != nil {
