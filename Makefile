@@ -2,7 +2,9 @@
 GO      ?= go
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/tether-dev/tether/internal/agentproto.Version=$(VERSION)
+# The agent image is tagged with the version (internal/agentproto.Image).
+AGENT_IMAGE := tether/agent:$(shell printf %s '$(VERSION)' | tr -c 'A-Za-z0-9_.-' '_')
 FUZZTIME ?= 5s
 
 .PHONY: all build deps images test vet fuzz-short fuzz lint bench demo demo-ide clean
@@ -18,11 +20,14 @@ build:
 deps:
 	./scripts/deps.sh
 
-# The Docker-mode sidecar image (FROM scratch + the static tether-agent);
-# tether also builds it on first use from the tether-agent next to it.
+# The agent image (FROM scratch + the static tether-agent): the Kubernetes
+# agent pod's image, tagged with the version, and the Docker-mode sidecar
+# (tether/agent:local; tether also builds it on first use from the
+# tether-agent next to it).
 images: build
 	rm -rf bin/image && mkdir -p bin/image && cp bin/tether-agent images/agent/Dockerfile bin/image/
-	DOCKER_BUILDKIT=0 docker build -q -t tether/agent:local bin/image
+	DOCKER_BUILDKIT=0 docker build -q -t $(AGENT_IMAGE) -t tether/agent:local bin/image
+	@echo "agent image: $(AGENT_IMAGE)"
 
 # Static checks (also over the test-only build), unit and integration tests
 # (real binaries, sockets, sshd in namespaces) with the race detector, then

@@ -2,15 +2,14 @@ package agent
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tether-dev/tether/internal/agentproto"
 )
 
 // ParseAuthorizedKeys parses an authorized_keys file. Blank lines and
@@ -40,21 +39,7 @@ func ParseAuthorizedKeys(data []byte) ([]ssh.PublicKey, error) {
 
 // NewKey generates an ed25519 key pair; the PEM is the private key in
 // OpenSSH format (what ssh-keygen writes).
-func NewKey(comment string) (ssh.Signer, []byte, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, nil, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, comment)
-	if err != nil {
-		return nil, nil, err
-	}
-	return signer, pem.EncodeToMemory(block), nil
-}
+func NewKey(comment string) (ssh.Signer, []byte, error) { return agentproto.NewKey(comment) }
 
 // LoadOrCreateKey reads an unencrypted private key from path, or generates
 // an ed25519 key and writes it there (mode 0600, and path.pub with the

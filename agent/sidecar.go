@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/tether-dev/tether/internal/agentproto"
 )
 
 // SidecarMark is the default firewall mark of the sidecar's own sockets
@@ -19,9 +21,9 @@ import (
 // let marked traffic through.
 const SidecarMark = 0x7e7e
 
-// SidecarReady is the line the sidecar prints on stdout once its rules and
-// listeners are up.
-const SidecarReady = "tether-sidecar ready"
+// SidecarReady starts the line the sidecar prints on stdout once its rules
+// and listeners are up (agentproto.ReadyLine: the agent's version follows).
+const SidecarReady = agentproto.ReadyPrefix
 
 // SidecarTable is the name of the sidecar's nftables table (family inet).
 const SidecarTable = "tether"

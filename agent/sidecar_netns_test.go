@@ -291,7 +291,7 @@ func TestSidecarNetNS(t *testing.T) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if sc.Text() == SidecarReady {
+			if strings.HasPrefix(sc.Text(), SidecarReady) {
 				close(ready)
 				break
 			}

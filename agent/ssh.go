@@ -64,7 +64,10 @@ type SSHServerConfig struct {
 	// answers (keepalive@openssh.com); a client that misses three answers in
 	// a row is disconnected. 0 = 15s; negative = off.
 	ClientAliveInterval time.Duration
-	Logger              *slog.Logger // nil = discard
+	// Requests answers extra global requests by name (e.g.
+	// agentproto.DataTokenRequest); the reply is sent when one is wanted.
+	Requests map[string]func(payload []byte) (ok bool, reply []byte)
+	Logger   *slog.Logger // nil = discard
 }
 
 // RejectError is an error that a Dial function returns to choose the
@@ -362,6 +365,13 @@ func (c *client) globalRequests(reqs <-chan *ssh.Request) {
 		case "cancel-tcpip-forward":
 			r.Reply(c.cancelForward(r.Payload), nil)
 		default:
+			if h, ok := c.s.cfg.Requests[r.Type]; ok {
+				ok, payload := h(r.Payload)
+				if r.WantReply {
+					r.Reply(ok, payload)
+				}
+				continue
+			}
 			// keepalive@openssh.com and anything unknown: OpenSSH clients
 			// take a failure reply as proof of life.
 			if r.WantReply {

@@ -81,7 +81,7 @@ func startServer(t *testing.T, cfg SSHServerConfig) *testServer {
 	return ts
 }
 
-var agentFrame = regexp.MustCompile(`/agent/(ssh|pipe|sandbox|errors|keys)\.go:`)
+var agentFrame = regexp.MustCompile(`/agent/(ssh|pipe|sandbox|errors|keys|data)\.go:`)
 
 // checkNoLeaks fails if a goroutine is still running code of this package.
 func checkNoLeaks(t *testing.T) {

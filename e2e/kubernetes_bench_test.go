@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,14 +20,18 @@ import (
 )
 
 // BenchmarkKubernetes: toggle → first byte through the agent pod (goal
-// ≤ 5 s with the image present), the agent's memory, and the throughput of
-// a download from a pod through the tunnel versus `kubectl port-forward` to
-// the same pod.
+// ≤ 5 s with the image present), the agent's memory, and, side by side in
+// one run against the same pod: the throughput of downloads over 1 and 4
+// streams and the connect + request latency (p50, p99) through the tunnel
+// (data port), through the tunnel over SSH channels only (the design before
+// the data port), and through `kubectl port-forward`.
 func BenchmarkKubernetes(b *testing.B) {
 	e := setupK8s(b)
 	const size = 256 << 20
+	const rounds = 3     // best of, alternating the tools
+	const latConns = 200 // sequential connections for the latency
 	for range b.N {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		t0 := time.Now()
 		tun, err := kubernetes.Open(ctx, kubernetes.Config{Kubeconfig: e.tb.Kubeconfig, Namespace: k8sNS, Session: randSession("bench-")})
 		if err != nil {
@@ -40,37 +46,122 @@ func BenchmarkKubernetes(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(time.Since(t0).Milliseconds()), "first_byte_ms")
+		sshTun, err := kubernetes.Open(ctx, kubernetes.Config{Kubeconfig: e.tb.Kubeconfig, Namespace: k8sNS,
+			Session: randSession("bench-ssh-"), SSHChannelsOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		local := startPortForward(b, e)
 
-		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return tun.Dial(ctx, "tcp", net.JoinHostPort(e.podIP, "8080"))
-		}}
-		tunnelMBs := download(b, &http.Client{Transport: tr}, fmt.Sprintf("http://%s:8080/bulk?bytes=%d", e.podIP, size))
-		tr.CloseIdleConnections()
+		viaTunnel := func(t *kubernetes.Tunnel) func(context.Context) (net.Conn, error) {
+			return func(ctx context.Context) (net.Conn, error) {
+				return t.Dial(ctx, "tcp", net.JoinHostPort(e.podIP, "8080"))
+			}
+		}
+		viaKubectl := func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", local)
+		}
+		tools := []struct {
+			name string
+			dial func(context.Context) (net.Conn, error)
+		}{{"tunnel", viaTunnel(tun)}, {"ssh", viaTunnel(sshTun)}, {"kubectl", viaKubectl}}
+		best := map[string]float64{}
+		for _, streams := range []int{1, 4} {
+			for range rounds {
+				for _, tool := range tools {
+					key := fmt.Sprintf("%s_%d", tool.name, streams)
+					best[key] = max(best[key], parallelDownload(b, tool.dial, e.podIP, size, streams))
+				}
+			}
+		}
+		lat := map[string][2]float64{}
+		for _, tool := range tools {
+			lat[tool.name] = connectLatency(b, tool.dial, e.podIP, latConns)
+		}
 
 		ns, pod := tun.Pod()
 		b.ReportMetric(podMemoryMiB(b, e, ns, pod), "agent_MiB")
+		_ = sshTun.Close()
 		_ = tun.Close()
 		cancel()
 
-		pfMBs := portForwardDownload(b, e, size)
-		b.ReportMetric(tunnelMBs, "tunnel_MB/s")
-		b.ReportMetric(pfMBs, "kubectl_pf_MB/s")
-		b.ReportMetric(tunnelMBs/pfMBs, "ratio")
+		for _, streams := range []int{1, 4} {
+			tu, ss, pf := best[fmt.Sprintf("tunnel_%d", streams)], best[fmt.Sprintf("ssh_%d", streams)], best[fmt.Sprintf("kubectl_%d", streams)]
+			b.ReportMetric(tu, fmt.Sprintf("tunnel_%dstream_MB/s", streams))
+			b.ReportMetric(ss, fmt.Sprintf("sshchan_%dstream_MB/s", streams))
+			b.ReportMetric(pf, fmt.Sprintf("kubectl_pf_%dstream_MB/s", streams))
+			b.ReportMetric(tu/pf, fmt.Sprintf("ratio_%dstream", streams))
+			fmt.Printf("kubernetes %d stream(s), 256 MiB, best of %d: tunnel %.0f MB/s, SSH channels %.0f MB/s, kubectl port-forward %.0f MB/s (ratio %.2f, before %.2f)\n",
+				streams, rounds, tu, ss, pf, tu/pf, ss/pf)
+		}
+		for _, tool := range tools {
+			b.ReportMetric(lat[tool.name][0], tool.name+"_connect_p50_ms")
+		}
+		fmt.Printf("kubernetes connect + GET, %d sequential, p50 (p99): tunnel %.2f (%.2f) ms, SSH channels %.2f (%.2f) ms, kubectl port-forward %.2f (%.2f) ms\n",
+			latConns, lat["tunnel"][0], lat["tunnel"][1], lat["ssh"][0], lat["ssh"][1], lat["kubectl"][0], lat["kubectl"][1])
 	}
 }
 
-func download(b *testing.B, c *http.Client, url string) float64 {
+// parallelDownload downloads size bytes in total over streams parallel
+// connections and returns the aggregate MB/s.
+func parallelDownload(b *testing.B, dial func(context.Context) (net.Conn, error), host string, size, streams int) float64 {
+	b.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		MaxIdleConnsPerHost: streams, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
+	url := fmt.Sprintf("http://%s:8080/bulk?bytes=%d", host, size/streams)
 	start := time.Now()
-	resp, err := c.Get(url)
-	if err != nil {
-		b.Fatal(err)
+	errs := make(chan error, streams)
+	var total atomic.Int64
+	for range streams {
+		go func() {
+			resp, err := cl.Get(url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			total.Add(n)
+			errs <- err
+		}()
 	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		b.Fatal(err)
+	for range streams {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
 	}
-	return float64(n) / time.Since(start).Seconds() / 1e6
+	if total.Load() != int64(size/streams*streams) {
+		b.Fatalf("downloaded %d bytes, want %d", total.Load(), size/streams*streams)
+	}
+	return float64(total.Load()) / time.Since(start).Seconds() / 1e6
+}
+
+// connectLatency: n sequential new connections, each one GET / and its
+// answer; p50 and p99 in milliseconds.
+func connectLatency(b *testing.B, dial func(context.Context) (net.Conn, error), host string, n int) [2]float64 {
+	b.Helper()
+	ds := make([]time.Duration, 0, n)
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t0 := time.Now()
+		c, err := dial(ctx)
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		if _, err := httpGetVia(c, host); err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		ds = append(ds, time.Since(t0))
+		cancel()
+	}
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return [2]float64{ms(ds[len(ds)/2]), ms(ds[len(ds)*99/100])}
 }
 
 // podMemoryMiB is the RSS of the agent process of a pod: on the
@@ -101,15 +192,17 @@ func podMemoryMiB(b *testing.B, e *k8sEnv, ns, pod string) float64 {
 	return 0
 }
 
-func portForwardDownload(b *testing.B, e *k8sEnv, size int) float64 {
+// startPortForward runs `kubectl port-forward pod/orders 0:8080` until the
+// benchmark ends and returns its local address.
+func startPortForward(b *testing.B, e *k8sEnv) string {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cmd := exec.CommandContext(ctx, e.tb.Kubectl, "--kubeconfig", e.tb.Kubeconfig, "-n", k8sNS, "port-forward", "pod/orders", "0:8080")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
+		cancel()
 		b.Fatal(err)
 	}
-	defer func() { cancel(); _ = cmd.Wait() }()
+	b.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	sc := bufio.NewScanner(out)
 	local := ""
 	for sc.Scan() {
@@ -123,5 +216,5 @@ func portForwardDownload(b *testing.B, e *k8sEnv, size int) float64 {
 		b.Fatal("kubectl port-forward printed no address")
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
-	return download(b, http.DefaultClient, fmt.Sprintf("http://%s/bulk?bytes=%d", local, size))
+	return local
 }

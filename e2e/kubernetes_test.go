@@ -392,8 +392,9 @@ metadata:
 spec:
   restartPolicy: Never
   automountServiceAccountToken: false
-  containers: [{name: agent, image: tether/agent:local, imagePullPolicy: Never, args: [%s]}]
+  containers: [{name: agent, image: AGENT_IMAGE, imagePullPolicy: Never, args: [%s]}]
 `
+	other = strings.ReplaceAll(other, "AGENT_IMAGE", kubernetes.DefaultImage)
 	if _, err := e.tb.Run(ctx, fmt.Sprintf(other, "other-finished", "version")+"---"+fmt.Sprintf(other, "other-running", `ssh, --authorized-keys, /nonexistent`), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/internal/cli"
 
 	"context"
@@ -16,13 +17,14 @@ import (
 	"runtime"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; the
+// Makefile sets agentproto.Version too, which wins when set.
 var version = "dev"
 
 // command is one subcommand of the CLI.
 
 var app = &cli.App{Name: "tether-agent", Title: "tether-agent: the cloud side of Tether.", Commands: []cli.Command{
-	{Name: "ssh", Args: "--listen ADDR --authorized-keys FILE [--host-key FILE] [--idle-exit 60s]",
+	{Name: "ssh", Args: sshArgs,
 		Summary: "serve Tether's SSH tunnel (TCP forwarding only)", Run: runSSH},
 	{Name: "sandbox", Args: "[--workspace DIR] [--listen 127.0.0.1:0]",
 		Summary: "serve a demo private network and write tether.yaml for it", Run: runSandbox},
@@ -40,7 +42,7 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := fs.Parse(args); err != nil {
 		return cli.ErrUsage
 	}
-	fmt.Fprintln(stdout, "tether-sidecar ready")
+	fmt.Fprintln(stdout, agentproto.ReadyLine())
 	<-ctx.Done()
 	return nil
 }
@@ -72,14 +74,19 @@ func newLogger(level string, stderr io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-func fullVersion() string { return cli.Version(version) }
+func fullVersion() string {
+	if agentproto.Version != "dev" {
+		return agentproto.Version
+	}
+	return cli.Version(version)
+}
 
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("version", "", "Print the version.", stdout, stderr)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "tether-agent %s (%s)\n", fullVersion(), runtime.Version())
+	fmt.Fprintf(stdout, "tether-agent %s (protocol %d, %s)\n", fullVersion(), agentproto.Protocol, runtime.Version())
 	return nil
 }
 

@@ -9,16 +9,17 @@ import (
 	"strings"
 
 	"github.com/tether-dev/tether/agent"
+	"github.com/tether-dev/tether/internal/agentproto"
 )
 
 // Environment variables of the sidecar's upstream credentials (never flags:
 // flags show in the process list and in `docker inspect`'s Args).
 const (
-	envSOCKSUser     = "TETHER_SOCKS_USER"
-	envSOCKSPassword = "TETHER_SOCKS_PASSWORD"
+	envSOCKSUser     = agentproto.EnvSOCKSUser
+	envSOCKSPassword = agentproto.EnvSOCKSPassword
 )
 
-const sidecarArgs = "--upstream HOST:PORT [--domains a.internal,b.local] [--tcp-port 15001] [--dns-port 53] [--fake-cidr 198.18.0.0/15]"
+const sidecarArgs = "--upstream HOST:PORT [--domains a.internal,b.local] [--tcp-port 15001] [--dns-port 53] [--fake-cidr " + agentproto.DefaultFakeCIDR + "]"
 
 func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("sidecar", sidecarArgs,
@@ -30,12 +31,12 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			"fake addresses and are connected by name on the far side; other names go to\n"+
 			"the nameservers of /etc/resolv.conf. Credentials come from the environment:\n"+
 			"  "+envSOCKSUser+", "+envSOCKSPassword+"\n"+
-			"Prints \""+agent.SidecarReady+"\" on stdout once the redirection is up.", stdout, stderr)
+			"Prints \""+agentproto.ReadyLine()+"\" on stdout once the redirection is up.", stdout, stderr)
 	upstream := fs.String("upstream", "", "the backend's SOCKS5 server `HOST:PORT`")
 	domains := fs.String("domains", "", "comma-separated DNS `SUFFIXES` resolved on the far side")
 	tcpPort := fs.Int("tcp-port", 15001, "`PORT` of the transparent TCP proxy (on loopback)")
 	dnsPort := fs.Int("dns-port", 53, "`PORT` of the DNS resolver (on loopback)")
-	fakeCIDR := fs.String("fake-cidr", "198.18.0.0/15", "IPv4 `PREFIX` of the fake addresses of names under --domains")
+	fakeCIDR := fs.String("fake-cidr", agentproto.DefaultFakeCIDR, "IPv4 `PREFIX` of the fake addresses of names under --domains")
 	logLevel := logFlag(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
@@ -68,6 +69,6 @@ func runSidecar(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		DNSPort:  *dnsPort,
 		FakeCIDR: *fakeCIDR,
 		Logger:   log,
-		Ready:    func() { fmt.Fprintln(stdout, agent.SidecarReady) },
+		Ready:    func() { fmt.Fprintln(stdout, agentproto.ReadyLine()) },
 	})
 }

@@ -24,11 +24,14 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tether-dev/tether/internal/agentproto"
 )
 
-// DefaultImage is the agent image: FROM scratch + the static tether-agent
-// (plugins/docker BuildAgentImage builds it under this tag).
-const DefaultImage = "tether/agent:local"
+// DefaultImage is the agent image of this build: FROM scratch + the static
+// tether-agent, tagged with the version (agentproto.Image; `make images`
+// builds it).
+var DefaultImage = agentproto.Image()
 
 // DefaultIdleExit is how long the agent waits without a connected client
 // before it exits (the pod then ends: restartPolicy Never).
@@ -52,6 +55,10 @@ type Config struct {
 	ReadyTimeout    time.Duration // pod create -> Ready; default 2m
 	PoolSize        int           // SSH connections (= port-forward connections); default 2
 	ClusterDomain   string        // default cluster.local
+	// SSHChannelsOnly turns the data port off: Dial uses SSH channels
+	// (x/crypto/ssh's fixed 2 MiB window; ~0.3x the throughput). For
+	// comparisons, and clusters whose port-forward cannot reach loopback.
+	SSHChannelsOnly bool
 }
 
 func (c *Config) defaults() {

@@ -29,7 +29,7 @@ func TestPodSpecHygiene(t *testing.T) {
 	case c.ImagePullPolicy != corev1.PullIfNotPresent || c.Image != DefaultImage:
 		t.Error("image")
 	}
-	if got := strings.Join(c.Args, " "); got != "ssh --listen :2222 --idle-exit 1m0s" {
+	if got := strings.Join(c.Args, " "); got != "ssh --listen :2222 --data-listen 127.0.0.1:2223 --idle-exit 1m0s" {
 		t.Errorf("args %q", got)
 	}
 	want := map[string]string{LabelManagedBy: "tether", LabelSession: "s1", LabelOwnerUser: "Dev_User", LabelOwnerHost: "laptop.local", LabelOwnerPID: "42"}

@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/utils/ptr"
+
+	"github.com/tether-dev/tether/internal/agentproto"
 )
 
 // Labels and annotations of agent pods.
@@ -34,8 +36,6 @@ const (
 	// mistaken for the owner.
 	AnnotationOwnerStart = "tether.dev/owner-start"
 	AnnotationOwner      = "tether.dev/owner" // user@host, unsanitised
-
-	agentPort = 2222
 )
 
 // Owner identifies the developer process that created a pod.
@@ -142,13 +142,13 @@ func podSpec(cfg *Config, authorizedKey, hostKeyPEM string) *corev1.Pod {
 				Name:            "agent",
 				Image:           cfg.Image,
 				ImagePullPolicy: corev1.PullPolicy(cfg.ImagePullPolicy),
-				Args:            []string{"ssh", "--listen", ":" + strconv.Itoa(agentPort), "--idle-exit", cfg.IdleExit.String()},
+				Args:            agentproto.PodArgs(cfg.IdleExit),
 				Env: []corev1.EnvVar{
-					{Name: "TETHER_AGENT_AUTHORIZED_KEYS", Value: authorizedKey},
-					{Name: "TETHER_AGENT_HOST_KEY", Value: hostKeyPEM},
+					{Name: agentproto.EnvAuthorizedKeys, Value: authorizedKey},
+					{Name: agentproto.EnvHostKey, Value: hostKeyPEM},
 					{Name: "GOMEMLIMIT", Value: "96MiB"},
 				},
-				Ports: []corev1.ContainerPort{{Name: "ssh", ContainerPort: agentPort, Protocol: corev1.ProtocolTCP}},
+				Ports: []corev1.ContainerPort{{Name: "ssh", ContainerPort: agentproto.SSHPort, Protocol: corev1.ProtocolTCP}},
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{
 						corev1.ResourceCPU:    resource.MustParse("50m"),

@@ -57,10 +57,11 @@ func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
 }
 
 // dial opens one port-forward connection to port of pod, with one stream
-// pair (error + data), and waits for the first byte from the far side (the
-// agent's SSH banner): a port that does not answer yet is reported here, not
-// in the middle of the SSH handshake. The returned conn owns the connection.
-func (d *pfDialer) dial(ctx context.Context, pod string, port int) (net.Conn, error) {
+// pair (error + data), sends hello (if any) and waits for the first byte
+// from the far side (the agent's SSH banner, or its answer to hello): a port
+// that does not answer yet is reported here, not in the middle of the SSH
+// handshake. The returned conn owns the connection.
+func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte) (*pfConn, error) {
 	dl, err := d.dialer(pod)
 	if err != nil {
 		return nil, err
@@ -124,7 +125,16 @@ func (d *pfDialer) dial(ctx context.Context, pod string, port int) (net.Conn, er
 		}
 	}()
 	peek := make(chan error, 1)
-	go func() { _, err := pc.br.Peek(1); peek <- err }()
+	go func() {
+		if len(hello) > 0 {
+			if _, err := pc.Write(hello); err != nil {
+				peek <- err
+				return
+			}
+		}
+		_, err := pc.br.Peek(1)
+		peek <- err
+	}()
 	select {
 	case err := <-peek:
 		if err != nil {

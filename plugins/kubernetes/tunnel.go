@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,9 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/tether-dev/tether/agent"
+	"github.com/tether-dev/tether/internal/agentproto"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -28,8 +25,8 @@ type Tunnel struct {
 	c    *cluster
 	pf   *pfDialer
 	ssh  *sshplugin.Tunnel
+	data *dataPath
 	side string
-	dir  string // per-session key files (0700), removed on Close
 
 	authorizedKey string
 	hostKeyPEM    string
@@ -78,31 +75,21 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 		}
 	}()
 
-	// Per-session keys, made on the laptop: the client key never leaves it;
-	// the host key is given to the pod, so its public half is known here
-	// before the first connection (no trust on first use).
-	clientSigner, clientPEM, err := agent.NewKey("tether-" + cfg.Session)
+	// Per-session keys, made on the laptop and kept in memory: the client
+	// key never leaves this process; the host key is given to the pod, so
+	// its public half is pinned here before the first connection (no trust
+	// on first use, no known_hosts file).
+	clientSigner, _, err := agentproto.NewKey("tether-" + cfg.Session)
 	if err != nil {
 		return nil, err
 	}
-	hostSigner, hostPEM, err := agent.NewKey("tether-agent-" + cfg.Session)
+	hostSigner, hostPEM, err := agentproto.NewKey("tether-agent-" + cfg.Session)
 	if err != nil {
 		return nil, err
 	}
 	t.authorizedKey = string(ssh.MarshalAuthorizedKey(clientSigner.PublicKey()))
 	t.hostKeyPEM = string(hostPEM)
-	if t.dir, err = os.MkdirTemp("", "tether-k8s-"); err != nil {
-		return nil, err
-	}
 	alias := "tether-agent." + labelValue(cfg.Session)
-	idFile := filepath.Join(t.dir, "id_ed25519")
-	khFile := filepath.Join(t.dir, "known_hosts")
-	if err := os.WriteFile(idFile, clientPEM, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(khFile, []byte(knownhosts.Line([]string{alias}, hostSigner.PublicKey())+"\n"), 0o600); err != nil {
-		return nil, err
-	}
 
 	// Leftovers of earlier sessions of this user (never anyone else's).
 	go func() {
@@ -125,8 +112,8 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 		Host:                  alias,
 		Port:                  22,
 		User:                  "tether",
-		IdentityFiles:         []string{idFile},
-		KnownHostsFile:        khFile,
+		Signers:               []ssh.Signer{clientSigner},
+		HostKey:               hostSigner.PublicKey(),
 		StrictHostKeyChecking: sshplugin.StrictYes,
 		Agent:                 sshplugin.AgentOff,
 		SSHConfigFile:         "none",
@@ -138,6 +125,10 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 		return nil, fmt.Errorf("kubernetes: SSH to the agent pod %s/%s: %w", c.namespace, t.pod, err)
 	}
 	cfg.progress("Connected to the agent pod %s/%s through the API server (%s)", c.namespace, t.podName(), t.Protocol())
+	if !cfg.SSHChannelsOnly {
+		t.data = newDataPath(t)
+		t.wg.Go(t.data.warm)
+	}
 	ok = true
 	return t, nil
 }
@@ -255,7 +246,7 @@ func (t *Tunnel) dialAgent(ctx context.Context) (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := t.pf.dial(ctx, pod, agentPort)
+		c, err := t.pf.dial(ctx, pod, agentproto.SSHPort, nil)
 		if err == nil {
 			return c, nil
 		}
@@ -345,8 +336,13 @@ func (t *Tunnel) supervise() {
 }
 
 // Dial opens a stream to address from the agent pod; names are resolved
-// there (the pod's resolv.conf: cluster DNS with its search path).
+// there (the pod's resolv.conf: cluster DNS with its search path). Streams
+// go over the data port (see data.go); over an SSH channel when the agent
+// has none or it cannot be reached.
 func (t *Tunnel) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if c, err, ok := t.data.dial(ctx, network, address); ok {
+		return c, err
+	}
 	c, err := t.ssh.Dial(ctx, network, address)
 	if err != nil {
 		var de *tunnel.DialError
@@ -380,6 +376,9 @@ func (t *Tunnel) Watch(fn func(tunnel.Event)) func() { return t.ssh.Watch(fn) }
 // tunnel created.
 func (t *Tunnel) Close() error {
 	t.cancel()
+	if t.data != nil {
+		t.data.close()
+	}
 	if t.ssh != nil {
 		t.ssh.Close()
 	}
@@ -400,9 +399,6 @@ func (t *Tunnel) Close() error {
 	// the delete: return once the cluster has nothing of this tunnel left.
 	for _, p := range pods {
 		t.c.waitPodGone(ctx, p.pod)
-	}
-	if t.dir != "" {
-		os.RemoveAll(t.dir)
 	}
 	return errors.Join(errs...)
 }

@@ -77,10 +77,10 @@ func (a *auth) signer(ctx context.Context, path string) (ssh.Signer, error) {
 // methods returns the auth methods for h and a func to call after the
 // handshake (it closes the agent connection).
 func (a *auth) methods(ctx context.Context, h hop) ([]ssh.AuthMethod, func(), error) {
-	var signers []ssh.Signer
+	signers := append([]ssh.Signer(nil), a.cfg.Signers...)
 	files := h.IdentityFiles
 	explicit := len(files) > 0
-	if !explicit {
+	if !explicit && len(signers) == 0 {
 		files = defaultIdentityFiles()
 	}
 	var problems []string

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kevinburke/ssh_config"
+	"golang.org/x/crypto/ssh"
 )
 
 // Host key checking modes.
@@ -69,6 +70,15 @@ type Config struct {
 	// called for every connection of the pool and every reconnect; Host and
 	// Port then only name the endpoint (known_hosts, messages).
 	Dial func(ctx context.Context) (net.Conn, error)
+
+	// Signers are in-memory keys to authenticate with (tried before the
+	// identity files; with Signers and no IdentityFiles the default
+	// identity files are not read).
+	Signers []ssh.Signer
+	// HostKey, when set, is the only host key accepted for Host
+	// (known_hosts is not read or written for it), e.g. a per-session key
+	// made for a Kubernetes agent pod.
+	HostKey ssh.PublicKey
 }
 
 // hop is one resolved SSH endpoint.

@@ -236,11 +236,16 @@ func (t *Tunnel) connect(ctx context.Context) (*conn, error) {
 		}
 		tc = newTrackedConn(raw)
 		cc := &ssh.ClientConfig{
-			User:              h.User,
-			Auth:              methods,
-			HostKeyCallback:   t.hk.callback(ctx, addr),
-			HostKeyAlgorithms: t.hk.algorithms(addr),
-			Config:            ssh.Config{Ciphers: ciphers},
+			User:   h.User,
+			Auth:   methods,
+			Config: ssh.Config{Ciphers: ciphers},
+		}
+		if i == len(hops)-1 && t.cfg.HostKey != nil {
+			cc.HostKeyCallback = ssh.FixedHostKey(t.cfg.HostKey)
+			cc.HostKeyAlgorithms = pinnedAlgorithms(t.cfg.HostKey)
+		} else {
+			cc.HostKeyCallback = t.hk.callback(ctx, addr)
+			cc.HostKeyAlgorithms = t.hk.algorithms(addr)
 		}
 		stop := context.AfterFunc(ctx, func() { raw.Close() })
 		sc, chans, reqs, err := ssh.NewClientConn(tc, addr, cc)
