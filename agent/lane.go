@@ -22,6 +22,8 @@ const (
 	LaneReady = "TLOK"
 	// RouterTokenEnv holds the router's control token.
 	RouterTokenEnv = "TETHER_ROUTER_TOKEN"
+	// RouterTokenHeader carries the token where Authorization cannot.
+	RouterTokenHeader = "X-Tether-Token"
 )
 
 // LaneOf returns the lane a request belongs to, "" for none. The header

@@ -351,7 +351,8 @@ func (r *Router) Status() RouterStatus {
 //	DELETE /v1/lanes/{lane}?session=S     -> RouterStatus (remove)
 //	GET    /v1/status                     -> RouterStatus
 //
-// every call with `Authorization: Bearer <token>`.
+// every call with `Authorization: Bearer <token>` or the token in
+// X-Tether-Token.
 func (r *Router) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/lanes/{lane}", func(w http.ResponseWriter, req *http.Request) {
@@ -405,7 +406,10 @@ func (r *Router) controlHandler() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		tok, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(r.cfg.Token)) != 1 {
+		if !ok { // through the API server's pod proxy, which keeps its own Authorization
+			tok, ok = req.Header.Get(RouterTokenHeader), true
+		}
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(r.cfg.Token)) != 1 {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
