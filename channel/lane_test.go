@@ -2,6 +2,7 @@ package channel
 
 import (
 	"bufio"
+	"context"
 	"bytes"
 	"io"
 	"net"
@@ -88,9 +89,9 @@ func TestWithLaneHeader(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	dials := 0
-	c := &http.Client{Transport: &http.Transport{Dial: func(n, a string) (net.Conn, error) {
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
 		dials++
-		c, err := net.Dial(n, a)
+		c, err := (&net.Dialer{}).DialContext(ctx, n, a)
 		if err != nil {
 			return nil, err
 		}
