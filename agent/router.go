@@ -58,6 +58,7 @@ type Router struct {
 	stop context.CancelFunc
 
 	requests atomic.Int64
+	baseTrs  sync.Map // client conn -> its *http.Transport to base
 
 	mu        sync.Mutex
 	routes    map[string]*Route
@@ -101,7 +102,8 @@ func StartRouter(cfg RouterConfig) (*Router, error) {
 		}
 		r.lns = append(r.lns, ln)
 		cl := newConnListener(ln.Addr())
-		srv := &http.Server{Handler: r.portHandler(p.Base), ReadHeaderTimeout: time.Minute, ErrorLog: errLog}
+		srv := &http.Server{Handler: r.portHandler(p.Base), ReadHeaderTimeout: time.Minute, ErrorLog: errLog,
+			ConnContext: r.connContext, ConnState: r.connState}
 		r.srvs = append(r.srvs, srv)
 		r.wg.Go(func() { _ = srv.Serve(cl) })
 		r.wg.Go(func() { r.accept(ln, p.Base, cl) })
@@ -199,13 +201,15 @@ func (r *Router) raw(c net.Conn, base string) {
 // portHandler routes each request: to the lane's developer when its route
 // answers (LaneReady), else to base.
 func (r *Router) portHandler(base string) http.Handler {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	// Each client connection gets its own keep-alive connection to base:
+	// kube-proxy balances base pods per connection, as it did before the
+	// router stood in; a shared pool would pin all traffic to few pods.
+	tr := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if t, ok := req.Context().Value(baseTrKey{}).(*http.Transport); ok {
+			return t.RoundTrip(req)
+		}
+		return nil, errors.New("no base transport")
+	})
 	rewrite := func(pr *httputil.ProxyRequest) {
 		pr.Out.URL.Scheme = "http"
 		pr.Out.URL.Host = base
@@ -246,6 +250,31 @@ func (r *Router) portHandler(base string) http.Handler {
 		w.Header().Set(LaneServedHeader, "base")
 		baseProxy.ServeHTTP(w, req)
 	})
+}
+
+type baseTrKey struct{}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func (r *Router) connContext(ctx context.Context, c net.Conn) context.Context {
+	t := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	r.baseTrs.Store(c, t)
+	return context.WithValue(ctx, baseTrKey{}, t)
+}
+
+func (r *Router) connState(c net.Conn, st http.ConnState) {
+	if st == http.StateClosed || st == http.StateHijacked {
+		if t, ok := r.baseTrs.LoadAndDelete(c); ok {
+			t.(*http.Transport).CloseIdleConnections()
+		}
+	}
 }
 
 func (r *Router) proxyError(what string) func(http.ResponseWriter, *http.Request, error) {

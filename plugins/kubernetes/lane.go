@@ -491,12 +491,15 @@ func (r *LaneRouter) call(ctx context.Context, hc *http.Client, method, path str
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// routerStatus asks a router pod through the API server's pod proxy (for
+// routerCall asks a router pod through the API server's pod proxy (for
 // clean, which has no tunnel).
-func (c *cluster) routerCall(ctx context.Context, pod, token, method, path string, out any) error {
+func (c *cluster) routerCall(ctx context.Context, pod, token, method, path, session string, out any) error {
 	req := c.client.CoreV1().RESTClient().Verb(method).Namespace(c.namespace).Resource("pods").
 		Name(pod + ":" + strconv.Itoa(routerControlPort)).SubResource("proxy").Suffix(path).
 		SetHeader(agent.RouterTokenHeader, token)
+	if session != "" {
+		req = req.Param("session", session)
+	}
 	b, err := req.DoRaw(ctx)
 	if err != nil {
 		return err
@@ -529,7 +532,7 @@ func CleanLanes(ctx context.Context, cfg Config) ([]string, error) {
 		}
 		restore, err := c.routerIdle(ctx, svc.Name, o)
 		if err != nil {
-			cfg.Logger.Info("lane router not checked", "service", svc.Name, "err", err)
+			errs = append(errs, fmt.Errorf("lane router of Service %s/%s: %w", c.namespace, svc.Name, err))
 			continue
 		}
 		if !restore {
@@ -565,7 +568,7 @@ func (c *cluster) routerIdle(ctx context.Context, service string, o Owner) (bool
 		return false, err
 	}
 	var st agent.RouterStatus
-	if err := c.routerCall(ctx, pod.Name, token, http.MethodGet, "v1/status", &st); err != nil {
+	if err := c.routerCall(ctx, pod.Name, token, http.MethodGet, "v1/status", "", &st); err != nil {
 		return false, err
 	}
 	mine := func(ro agent.RouteOwner) bool {
@@ -578,7 +581,7 @@ func (c *cluster) routerIdle(ctx context.Context, service string, o Owner) (bool
 			continue
 		}
 		var after agent.RouterStatus
-		if err := c.routerCall(ctx, pod.Name, token, http.MethodDelete, "v1/lanes/"+rt.Lane+"?session="+rt.Session, &after); err != nil {
+		if err := c.routerCall(ctx, pod.Name, token, http.MethodDelete, "v1/lanes/"+rt.Lane, rt.Session, &after); err != nil {
 			return false, err
 		}
 		deadMine, st = true, after
