@@ -126,6 +126,20 @@ func (r *Router) Addrs() []net.Addr {
 	return out
 }
 
+// Shutdown stops accepting, closes idle keep-alive connections and waits
+// (bounded by ctx) for the requests in flight, then closes.
+func (r *Router) Shutdown(ctx context.Context) error {
+	for _, ln := range r.lns {
+		ln.Close()
+	}
+	var wg sync.WaitGroup
+	for _, s := range r.srvs {
+		wg.Go(func() { _ = s.Shutdown(ctx) })
+	}
+	wg.Wait()
+	return r.Close()
+}
+
 // Close stops serving.
 func (r *Router) Close() error {
 	r.stop()

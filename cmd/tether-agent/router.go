@@ -69,5 +69,9 @@ func runRouter(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "tether-agent router: control on %s\n", cln.Addr())
 	<-ctx.Done()
-	return r.Close()
+	// Terminating (the Service was restored): let requests in flight end
+	// within the pod's grace period.
+	sctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	return r.Shutdown(sctx)
 }

@@ -412,7 +412,7 @@ func (c *cluster) restore(ctx context.Context, service string) error {
 	if err := c.client.AppsV1().Deployments(c.namespace).Delete(ctx, routerName(service), metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, explain(err))
 	}
-	if err := c.client.CoreV1().Pods(c.namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(1))},
+	if err := c.client.CoreV1().Pods(c.namespace).DeleteCollection(ctx, metav1.DeleteOptions{},
 		metav1.ListOptions{LabelSelector: LabelLaneRouter + "=" + service}); err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, explain(err))
 	}
