@@ -37,6 +37,21 @@ func Inject(rc *workspace.RunConfig, ic *Interconnect, debug bool) (Injected, er
 		default:
 			inj.Env = ic.ProxyEnv()
 		}
+		if ic.lane != nil {
+			props, env := laneArgs(ic.lane.name)
+			if rc.Type == workspace.TypeJava {
+				for _, k := range sortedKeys(props) {
+					inj.VMArgs = append(inj.VMArgs, "-D"+k+"="+props[k])
+				}
+			} else {
+				if inj.Env == nil {
+					inj.Env = map[string]string{}
+				}
+				for k, v := range env {
+					inj.Env[k] = v
+				}
+			}
+		}
 		for _, ex := range ic.Exposed() {
 			props, env := registryArgs(ex.Registry, ex.Address)
 			if rc.Type == workspace.TypeJava {

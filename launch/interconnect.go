@@ -41,11 +41,14 @@ type Hooks struct {
 	OnOutput func(launchID, stream string, data []byte)
 	// OnLaunchState receives launch state changes (launches only).
 	OnLaunchState func(protocol.LaunchStateParams)
-	Logger        *slog.Logger
+	// OnLaneFallback: requests of the session's lane were served by base.
+	OnLaneFallback func(protocol.LaneFallbackParams)
+	Logger         *slog.Logger
 
 	// callSink receives the calls of a session (set by the Manager); nil
 	// reads none.
 	callSink func(calls.Call)
+	lane     string // the session's lane: its HTTP requests carry the header
 }
 
 func (h *Hooks) logger() *slog.Logger {
@@ -66,7 +69,9 @@ type Interconnect struct {
 
 	unwatch  func()
 	expose   *exposer
-	agent    *javaagent.Server // java configurations with the agent
+	lane     *laneSession
+	dial     func(ctx context.Context, network, address string) (net.Conn, error) // the app's dials (lane header)
+	agent    *javaagent.Server                                                    // java configurations with the agent
 	onConn   func(protocol.ConnectionRecord)
 	onCall   func(calls.Call) // nil: calls are not read
 	dir      string           // the workspace, for relative paths
@@ -101,7 +106,7 @@ func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy,
 		cidrs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	a, err := javaagent.Start(context.WithoutCancel(ctx), javaagent.Config{
-		Dial: ic.Tunnel.Dial, CIDRs: cidrs, Domains: domains, Logger: log.With("session", ic.ID), OnCall: ic.onCall,
+		Dial: ic.dial, CIDRs: cidrs, Domains: domains, Logger: log.With("session", ic.ID), OnCall: ic.onCall,
 		OnConn: func(c javaagent.Conn) {
 			if c.Target == "" {
 				if c.Err != nil {
@@ -193,6 +198,7 @@ func OpenTunnel(ctx context.Context, dir string, px *workspace.Proxy, h Hooks) (
 		var opening atomic.Bool
 		opening.Store(true)
 		progress.Report(ctx, "starting a temporary agent pod for proxy %s", px.Name)
+		restoreIdleRouters(kubeConfig(dir, px.Kubernetes, log, nil), log)
 		t, err := kubernetes.Open(ctx, kubeConfig(dir, px.Kubernetes, log, func(msg string) {
 			if opening.Load() {
 				progress.Report(ctx, "%s", msg)
@@ -219,6 +225,11 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, onCall: h.callSink, dir: dir,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
 	ic.routeAll = true
+	var up tunnel.Tunnel = tun
+	if h.lane != "" {
+		up = laneTunnel{Tunnel: tun, lane: h.lane}
+	}
+	ic.dial = up.Dial
 	cidrs, domains := routesOf(ctx, dir, px, log)
 	if len(cidrs) > 0 || len(domains) > 0 {
 		r, err := channel.ParseRoutes(cidrs, domains)
@@ -229,7 +240,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 		ic.routes, ic.routeAll = r, false
 	}
 	ch, err := channel.Start(context.WithoutCancel(ctx), channel.Config{
-		Tunnel: tun, Routes: ic.routes, RouteAll: ic.routeAll, Logger: log, TrustSameUser: true, OnCall: h.callSink,
+		Tunnel: up, Routes: ic.routes, RouteAll: ic.routeAll, Logger: log, TrustSameUser: true, OnCall: h.callSink,
 		OnConn: func(r channel.Record) {
 			if h.OnConn != nil {
 				h.OnConn(protocol.ConnectionRecord{SessionID: id, Target: r.Target, Route: r.Route, Sent: r.Sent,
@@ -262,12 +273,15 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 // Status is the tunnel's current state.
 func (ic *Interconnect) Status() protocol.TunnelStatus {
 	ic.mu.Lock()
-	defer ic.mu.Unlock()
-	return ic.status
+	st := ic.status
+	ic.mu.Unlock()
+	st.Lane = ic.lane.Status()
+	return st
 }
 
 // Close closes the channel and the tunnel.
 func (ic *Interconnect) Close() error {
+	ic.lane.Stop() // first: tagged requests go to base before anything closes
 	if ic.unwatch != nil {
 		ic.unwatch()
 	}

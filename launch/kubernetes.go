@@ -60,7 +60,15 @@ func CleanPods(ctx context.Context, ws *workspace.Workspace, all bool) ([]string
 		if px.Kubernetes == nil {
 			continue
 		}
-		r, err := kubernetes.Clean(ctx, kubeConfig(ws.Dir, px.Kubernetes, nil, nil), all)
+		cfg := kubeConfig(ws.Dir, px.Kubernetes, nil, nil)
+		svcs, err := kubernetes.CleanLanes(ctx, cfg)
+		for _, s := range svcs {
+			removed = append(removed, "lane router of Service "+s+" (selector restored)")
+		}
+		if err != nil {
+			return removed, err
+		}
+		r, err := kubernetes.Clean(ctx, cfg, all)
 		if err != nil {
 			return removed, err
 		}

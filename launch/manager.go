@@ -84,6 +84,9 @@ func (m *Manager) open(ctx context.Context, rc *workspace.RunConfig, px *workspa
 	}
 	h := m.Hooks
 	h.callSink = m.calls.sink(id)
+	if l := rc.Interconnect.Lane; l != nil {
+		h.lane = l.Name
+	}
 	ic, err := OpenInterconnect(ctx, m.Workspace.Dir, px, id, h)
 	if err != nil {
 		return nil, err
@@ -91,6 +94,13 @@ func (m *Manager) open(ctx context.Context, rc *workspace.RunConfig, px *workspa
 	if err := ic.Expose(ctx, px, rc.Interconnect.Expose, m.Hooks.logger()); err != nil {
 		ic.Close()
 		return nil, err
+	}
+	if l := rc.Interconnect.Lane; l != nil {
+		progress.Report(ctx, "setting up lane %s", l.Name)
+		if ic.lane, err = startLane(ctx, m.Workspace.Dir, ic, px, l, h); err != nil {
+			ic.Close()
+			return nil, err
+		}
 	}
 	if useJavaAgent(rc) {
 		if err := ic.StartJavaAgent(ctx, px, m.Hooks.logger()); err != nil {
@@ -198,6 +208,9 @@ func (l *Launch) Interconnect() *Interconnect { return l.ic }
 // Stop stops the app (SIGTERM to its process group, SIGKILL after grace),
 // or closes the forward.
 func (l *Launch) Stop() {
+	if l.ic != nil {
+		l.ic.lane.Stop() // tagged requests go to base before the app stops
+	}
 	switch {
 	case l.fwd != nil:
 		l.fwd.Close()

@@ -113,6 +113,26 @@ type Interconnect struct {
 	Proxy   string `json:"proxy,omitempty" yaml:"proxy,omitempty"`
 	// Expose makes local ports reachable from the cloud (cloud -> local).
 	Expose []Expose `json:"expose,omitempty" yaml:"expose,omitempty"`
+	// Lane routes requests tagged with the lane name to this app instead of
+	// the cluster's pods (kubernetes proxies; docs/lanes.md).
+	Lane *Lane `json:"lane,omitempty" yaml:"lane,omitempty"`
+}
+
+// Lane is a joint-debugging lane in a shared cluster: requests to the
+// listed Services that carry `x-tether-lane: <name>` (or the W3C baggage
+// member tether-lane=<name>) reach the local app; all others reach the
+// Service's own pods.
+type Lane struct {
+	Name     string        `json:"name" yaml:"name"`
+	Services []LaneService `json:"services" yaml:"services"`
+}
+
+// LaneService is one Service of a lane: tagged requests to its Port reach
+// the local app on LocalPort.
+type LaneService struct {
+	Service   string `json:"service" yaml:"service"`
+	Port      int    `json:"port" yaml:"port"`
+	LocalPort int    `json:"localPort" yaml:"localPort"`
 }
 
 // Registries whose address Tether can inject for an exposed port.

@@ -125,6 +125,8 @@ type TunnelStatus struct {
 	State string `json:"state"`
 	Since string `json:"since"` // RFC 3339
 	Error string `json:"error,omitempty"`
+	// Lane is the session's lane, when its configuration has one.
+	Lane *LaneStatus `json:"lane,omitempty"`
 }
 
 // LaunchPrepareParams (launch/prepare): for IDEs that start the process
@@ -272,4 +274,34 @@ type KubernetesNamespacesParams struct {
 // user can list (or only the context's, when listing is forbidden).
 type KubernetesNamespacesResult struct {
 	Namespaces []string `json:"namespaces"`
+}
+
+// LaneStatus is the state of a session's lane (docs/lanes.md).
+type LaneStatus struct {
+	Name     string              `json:"name"`
+	Services []LaneServiceStatus `json:"services"`
+}
+
+// LaneServiceStatus is one Service of a lane.
+type LaneServiceStatus struct {
+	Service   string `json:"service"`
+	Port      int    `json:"port"`
+	LocalPort int    `json:"localPort"`
+	// State: starting (router being set up), active (tagged requests reach
+	// the local app), retrying (the router is unreachable), stopped.
+	State     string `json:"state"`
+	Router    string `json:"router,omitempty"` // the router pod, namespace/name
+	Fallbacks int64  `json:"fallbacks"`        // tagged requests served by the base pods
+	Error     string `json:"error,omitempty"`
+}
+
+// LaneFallbackParams (interconnect/laneFallback notification): requests
+// tagged with the session's lane were served by the Service's own pods
+// because the local app could not be reached.
+type LaneFallbackParams struct {
+	SessionID string `json:"sessionId"`
+	Lane      string `json:"lane"`
+	Service   string `json:"service"`
+	Count     int64  `json:"count"`  // since the last notification
+	Reason    string `json:"reason"` // the last failure
 }

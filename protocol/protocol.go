@@ -43,6 +43,9 @@ const (
 	// MethodInterconnectConnection is a notification for each connection
 	// that went through the channel: the connection log.
 	MethodInterconnectConnection = "interconnect/connection"
+	// MethodInterconnectLaneFallback is a notification: requests tagged
+	// with the session's lane were served by the Service's own pods.
+	MethodInterconnectLaneFallback = "interconnect/laneFallback"
 
 	MethodLaunchPrepare = "launch/prepare"
 	MethodLaunchRelease = "launch/release"

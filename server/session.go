@@ -145,11 +145,12 @@ func (s *session) hooks() launch.Hooks {
 		_ = s.conn.Notify(context.Background(), method, params)
 	}
 	return launch.Hooks{
-		Prompts:       handlers.NewPrompts(sessionClient{s}),
-		OnState:       func(st protocol.TunnelStatus) { notify(protocol.MethodInterconnectStatus, st) },
-		OnConn:        func(r protocol.ConnectionRecord) { notify(protocol.MethodInterconnectConnection, r) },
-		OnCall:        func(r protocol.CallRecord) { notify(protocol.MethodInterconnectCall, r) },
-		OnLaunchState: func(p protocol.LaunchStateParams) { notify(protocol.MethodLaunchState, p) },
+		Prompts:        handlers.NewPrompts(sessionClient{s}),
+		OnState:        func(st protocol.TunnelStatus) { notify(protocol.MethodInterconnectStatus, st) },
+		OnConn:         func(r protocol.ConnectionRecord) { notify(protocol.MethodInterconnectConnection, r) },
+		OnCall:         func(r protocol.CallRecord) { notify(protocol.MethodInterconnectCall, r) },
+		OnLaunchState:  func(p protocol.LaunchStateParams) { notify(protocol.MethodLaunchState, p) },
+		OnLaneFallback: func(p protocol.LaneFallbackParams) { notify(protocol.MethodInterconnectLaneFallback, p) },
 		OnOutput: func(id, stream string, data []byte) {
 			notify(protocol.MethodLaunchOutput, protocol.LaunchOutputParams{LaunchID: id, Stream: stream, Text: string(data)})
 		},

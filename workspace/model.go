@@ -23,6 +23,8 @@ type (
 	RemoteDebugConfig = protocol.RemoteDebugConfig
 	Interconnect      = protocol.Interconnect
 	Expose            = protocol.Expose
+	Lane              = protocol.Lane
+	LaneService       = protocol.LaneService
 	DebugSettings     = protocol.DebugSettings
 	Problem           = protocol.Problem
 )

@@ -209,6 +209,9 @@ func (c *checker) config(path string, rc *RunConfig, f *File) {
 				c.add(ep+".registry", "must be nacos, eureka, consul or dubbo, not %q", e.Registry)
 			}
 		}
+		if ic.Lane != nil {
+			c.lane(join(path, "interconnect.lane"), ic, f)
+		}
 	}
 }
 

@@ -30,6 +30,8 @@ var app = &cli.App{Name: "tether-agent", Title: "tether-agent: the cloud side of
 		Summary: "serve a demo private network and write tether.yaml for it", Run: runSandbox},
 	{Name: "sidecar", Args: sidecarArgs,
 		Summary: "Docker-mode sidecar: transparent TCP and DNS redirection to a SOCKS5 upstream", Run: runSidecar},
+	{Name: "router", Args: "--port LISTEN=BASE... [--control :7070]",
+		Summary: "lane router: HTTP requests of a lane to its developer, the rest to the base Service", Run: runRouter},
 	{Name: "hold", Summary: "Docker-mode sidecar without interception: hold the network namespace until stopped", Run: runHold},
 	{Name: "version", Summary: "print the version", Run: runVersion},
 }}

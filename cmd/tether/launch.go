@@ -149,6 +149,9 @@ Ctrl-C stops the app (SIGTERM, then SIGKILL). The exit code is the app's.`)
 	if *logCalls {
 		hooks.OnCall = func(r protocol.CallRecord) { fmt.Fprintln(os.Stderr, "tether: "+formatCall(r)) }
 	}
+	hooks.OnLaneFallback = func(p protocol.LaneFallbackParams) {
+		fmt.Fprintf(os.Stderr, "tether: lane %s: %d request(s) to %s served by the base pods: %s\n", p.Lane, p.Count, p.Service, p.Reason)
+	}
 	m := launch.NewManager(ws, hooks)
 	defer m.CloseAll()
 	l, err := m.Start(cliProgress(ctx), fs.Arg(0), *debug)

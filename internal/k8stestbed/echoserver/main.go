@@ -5,13 +5,21 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 )
 
 func main() {
+	if len(os.Args) > 2 && os.Args[1] == "get" {
+		os.Exit(get(os.Args[2], os.Args[3:]))
+	}
 	host, _ := os.Hostname()
+	if n := os.Getenv("ECHO_NAME"); n != "" {
+		host = n
+	}
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s\n", host, r.RemoteAddr)
 	})
@@ -35,4 +43,38 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// get is a tiny curl for client pods: echoserver get URL [Header: value]...
+// prints the body.
+func get(url string, headers []string) int {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, h := range headers {
+		for i := 0; i < len(h); i++ {
+			if h[i] == ':' {
+				req.Header.Set(h[:i], trim(h[i+1:]))
+				break
+			}
+		}
+	}
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%s", b)
+	return 0
+}
+
+func trim(s string) string {
+	for len(s) > 0 && s[0] == ' ' {
+		s = s[1:]
+	}
+	return s
 }
