@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: all build deps images test fuzz-short fuzz lint bench demo demo-ide clean
+.PHONY: all build deps images test fuzz-short fuzz lint bench demo demo-ide clean test-vscode test-intellij
 
 all: build
 
@@ -62,3 +62,13 @@ demo-ide: build
 
 clean:
 	rm -rf bin
+
+# The VS Code extension: node --test against tether serve, then the packaged
+# extension inside a real code-server driven by chromium (ide/vscode/test.sh;
+# installs node 24, code-server and chromium into /var/cache/tether on first run).
+test-vscode: build
+	./ide/vscode/test.sh
+
+# The IntelliJ client core (plain Java, Debian gson + junit5) against tether serve.
+test-intellij: build
+	./ide/intellij/test.sh

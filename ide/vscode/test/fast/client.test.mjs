@@ -1,7 +1,7 @@
 // The fast layer: the extension's client core (out/client.js, vscode-jsonrpc)
 // against the real `tether serve`, with `tether-agent sandbox` as the proxy
 // machine and the sample Java app as the process the IDE starts.
-//   npm run compile && node --test test/fast/
+//   npm run compile && node --test test/fast/*.test.mjs
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
