@@ -5,7 +5,8 @@
 import * as vscode from 'vscode';
 import { Backend } from './backend';
 import { JavaInterconnectProvider, TetherDapFactory, TetherDebugConfigurationProvider } from './debug';
-import { LaunchStateParams } from './protocol';
+import { isResponseError } from './client';
+import { ErrorCodes, LaunchStateParams } from './protocol';
 import { LaunchInfo, Node, RunConfigTree } from './tree';
 
 /** What activate returns: for other extensions and the integration tests. */
@@ -45,7 +46,16 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<TetherApi>
   const setInterconnect = async (name: string, enabled: boolean, proxy?: string) => {
     try {
       const c = await backend.client();
-      await c.setInterconnect(name, enabled, proxy, tree.revision || undefined);
+      try {
+        await c.setInterconnect(name, enabled, proxy, tree.revision || undefined);
+      } catch (e) {
+        if (!isResponseError(e) || e.code !== ErrorCodes.Conflict) {
+          throw e;
+        }
+        // tether.yaml changed since the list was read: re-read it and apply the toggle to it.
+        await refresh();
+        await c.setInterconnect(name, enabled, proxy, tree.revision || undefined);
+      }
       backend.log(`interconnect of ${name} ${enabled ? 'on' : 'off'}${proxy ? ` through ${proxy}` : ''}`);
     } catch (e) {
       await backend.showError(`interconnect of ${name}`, e);

@@ -118,6 +118,7 @@ async function main() {
   });
   cleanups.push(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
+  page.setDefaultTimeout(120000);
   const consoleLog = fs.createWriteStream(path.join(out, 'browser-console.log'));
   page.on('console', (m) => consoleLog.write(`[${m.type()}] ${m.text()}\n`));
   page.on('pageerror', (e) => consoleLog.write(`[pageerror] ${e.message}\n`));
@@ -133,7 +134,8 @@ async function main() {
   ];
   const url = `${base}/?folder=${encodeURIComponent(sb.ws)}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
   fs.writeFileSync(path.join(out, 'url.txt'), url + '\n');
-  await page.goto(url);
+  // A loaded machine takes long to load the workbench: wait for the suite, not for 'load'.
+  await page.goto(url, { waitUntil: 'commit', timeout: 180000 });
 
   // The suite asks for the screenshot while the workbench shows Tether.
   const e2e = path.join(sb.ws, '.tether-e2e');
