@@ -64,7 +64,7 @@ if [ "$skip_full" = 0 ] && [ ! -f "$cs_dir/.installed" ]; then
 	echo "test-vscode: installing code-server@$cs_version into $cs_dir (a cold install builds native modules: minutes)"
 	rm -rf "$cs_dir" && mkdir -p "$cs_dir"
 	if npm install --no-audit --no-fund --prefix "$cs_dir" "code-server@$cs_version" >"$out/code-server-install.log" 2>&1 &&
-		"$cs_dir/node_modules/.bin/code-server" --version >/dev/null 2>&1; then
+		"$cs_dir/node_modules/.bin/code-server" --config "$out/code-server-version.yaml" --version >/dev/null 2>&1; then
 		touch "$cs_dir/.installed"
 	else
 		tail -30 "$out/code-server-install.log" >&2
