@@ -21,13 +21,23 @@ export class JavaInterconnectProvider implements vscode.DebugConfigurationProvid
     if (config.request !== 'launch' || !vscode.workspace.getConfiguration('tether').get<boolean>('java.applyToDebugSessions', true)) {
       return config;
     }
-    const client = await this.backend.client();
     const launch = config as unknown as JavaLaunchConfig;
-    const rc = matchRunConfig(launch, (await client.listConfigs()).configs);
-    if (!rc) {
-      return config;
+    let rc;
+    let prep;
+    try {
+      const client = await this.backend.client();
+      rc = matchRunConfig(launch, (await client.listConfigs()).configs);
+      if (!rc) {
+        return config;
+      }
+      const name = rc.name;
+      prep = await this.backend.withProgress(`Tether: connecting ${name}`, (onProgress, ct) => client.prepare(name, false, onProgress, ct), token);
+    } catch (e) {
+      // Do not start the app without the interconnect it was configured with.
+      await this.backend.showError(`debug session "${config.name}"`, e);
+      return undefined;
     }
-    const prep = await this.backend.withProgress(`Tether: connecting ${rc.name}`, (onProgress, ct) => client.prepare(rc.name, false, onProgress, ct), token);
+    const client = await this.backend.client();
     this.pending.add(prep.sessionId);
     void this.backend.refreshTunnels(client);
     this.backend.log(`java debug session "${config.name}": interconnect of ${rc.name} applied (session ${prep.sessionId})`);
