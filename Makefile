@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/tether-dev/tether/inte
 AGENT_IMAGE := tether/agent:$(shell printf %s '$(VERSION)' | tr -c 'A-Za-z0-9_.-' '_')
 FUZZTIME ?= 5s
 
-.PHONY: all build deps images test vet fuzz-short fuzz lint bench demo demo-ide clean
+.PHONY: all build deps images test vet fuzz-short fuzz lint bench demo demo-ide clean test-vscode test-intellij
 
 all: build
 
@@ -31,9 +31,12 @@ images: build
 
 # Static checks (also over the test-only build), unit and integration tests
 # (real binaries, sockets, sshd in namespaces) with the race detector, then
-# every fuzz target of the module briefly.
+# the IDE clients against the real backend (IntelliJ core; VS Code extension
+# inside a real code-server), then every fuzz target of the module briefly.
 test: deps build vet
 	$(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) test-intellij
+	$(MAKE) test-vscode
 	$(MAKE) fuzz-short
 
 vet:
@@ -68,3 +71,13 @@ demo-ide: build
 
 clean:
 	rm -rf bin
+
+# The VS Code extension: node --test against tether serve, then the packaged
+# extension inside a real code-server driven by chromium (ide/vscode/test.sh;
+# installs node 24, code-server and chromium into /var/cache/tether on first run).
+test-vscode: build
+	./ide/vscode/test.sh
+
+# The IntelliJ client core (plain Java, Debian gson + junit5) against tether serve.
+test-intellij: build
+	./ide/intellij/test.sh
