@@ -19,7 +19,7 @@ import (
 
 // startListening runs `sh -c 'ulimit -n NOFILE; exec tether serve --listen
 // spec'` (nofile 0: no limit set) and returns the process and the address.
-func startListening(t *testing.T, nofile int, ws string, args ...string) (*exec.Cmd, string, map[string]string) {
+func startListening(t *testing.T, nofile int, ws string, args ...string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
 	script := `exec "$@"`
 	if nofile > 0 {
@@ -48,7 +48,7 @@ func startListening(t *testing.T, nofile int, ws string, args ...string) (*exec.
 	if err := json.NewDecoder(bufio.NewReader(out)).Decode(&info); err != nil {
 		t.Fatal(err)
 	}
-	return cmd, info["address"], info
+	return cmd, info["address"], stderr
 }
 
 func alive(cmd *exec.Cmd) bool {
@@ -82,7 +82,7 @@ func rssKiB(t *testing.T, pid int) int {
 func TestServeSurvivesEMFILE(t *testing.T) {
 	ws := t.TempDir()
 	sock := filepath.Join(t.TempDir(), "s.sock")
-	cmd, addr, _ := startListening(t, 40, ws, "--listen", "unix:"+sock)
+	cmd, addr, stderr := startListening(t, 40, ws, "--listen", "unix:"+sock)
 	var conns []net.Conn
 	for range 80 {
 		c, err := net.Dial("unix", sock)
@@ -92,8 +92,16 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 		conns = append(conns, c)
 	}
 	t.Logf("%d connections open", len(conns))
-	// Give the accept loop time to run into EMFILE (it logs each failure).
-	time.Sleep(2 * time.Second)
+	// Wait until the accept loop has run into EMFILE (it logs each failure).
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "too many open files"); time.Sleep(50 * time.Millisecond) {
+		if !alive(cmd) {
+			t.Fatal("tether serve exited when it ran out of file descriptors")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("tether serve never ran out of file descriptors (no \"accept failed\" logged)")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
 	if !alive(cmd) {
 		t.Fatal("tether serve exited when it ran out of file descriptors")
 	}
