@@ -39,9 +39,12 @@ func TestKubernetesProxyTest(t *testing.T) {
 	e := setupK8s(t)
 	ctx := ctxT(t)
 	// A user without any role in namespace dev: a service account's token.
-	if _, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "serviceaccount", "tether-noperm"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+	if _, err := e.tb.Run(ctx, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: tether-noperm, namespace: dev}\n", "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", "serviceaccount", "tether-noperm", "--ignore-not-found")
+	})
 	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", "tether-noperm", "--duration", "1h")
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +159,9 @@ subjects: [{kind: ServiceAccount, name: tether-nojobs, namespace: dev}]
 `, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", "serviceaccount,role,rolebinding", "tether-nojobs", "--ignore-not-found")
+	})
 	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", "tether-nojobs", "--duration", "1h")
 	if err != nil {
 		t.Fatal(err)
