@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/tether-dev/tether/plugins/kubernetes"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -37,9 +39,12 @@ func TestKubernetesProxyTest(t *testing.T) {
 	e := setupK8s(t)
 	ctx := ctxT(t)
 	// A user without any role in namespace dev: a service account's token.
-	if _, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "serviceaccount", "tether-noperm"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+	if _, err := e.tb.Run(ctx, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: tether-noperm, namespace: dev}\n", "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", "serviceaccount", "tether-noperm", "--ignore-not-found")
+	})
 	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", "tether-noperm", "--duration", "1h")
 	if err != nil {
 		t.Fatal(err)
@@ -125,4 +130,85 @@ func (e *k8sEnv) sessionPodsOf(t *testing.T, selector string) []string {
 		out = append(out, p.Name)
 	}
 	return out
+}
+
+// TestKubernetesBarePodWithoutJobs: a user who may create pods but not Jobs
+// still gets a tunnel (the agent is a bare pod), proxy/test says so, and
+// Close removes the pod.
+func TestKubernetesBarePodWithoutJobs(t *testing.T) {
+	e := setupK8s(t)
+	ctx := ctxT(t)
+	if _, err := e.tb.Run(ctx, `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: tether-nojobs, namespace: dev}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: tether-nojobs, namespace: dev}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [create, get, list, delete]}
+- {apiGroups: [""], resources: [pods/portforward], verbs: [create]}
+- {apiGroups: [""], resources: [events], verbs: [list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: tether-nojobs, namespace: dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tether-nojobs}
+subjects: [{kind: ServiceAccount, name: tether-nojobs, namespace: dev}]
+`, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", "serviceaccount,role,rolebinding", "tether-nojobs", "--ignore-not-found")
+	})
+	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", "tether-nojobs", "--duration", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := writeKubeconfig(t, e.tb.Kubeconfig, "nojobs", func(c *clientcmdapi.Config) {
+		for _, a := range c.AuthInfos {
+			a.ClientCertificate, a.ClientKey, a.ClientCertificateData, a.ClientKeyData = "", "", nil, nil
+			a.Token = strings.TrimSpace(token)
+		}
+	})
+	session := randSession("nojobs-")
+	octx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tun, err := kubernetes.Open(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS, Session: session})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := e.sessionPods(t, session)
+	if len(pods) != 1 {
+		t.Fatalf("want one agent pod, got %d", len(pods))
+	}
+	if len(pods[0].OwnerReferences) != 0 {
+		t.Errorf("want a bare agent pod, it has owners %v", pods[0].OwnerReferences)
+	}
+	c, err := tun.Dial(octx, "tcp", "orders.dev.svc.cluster.local:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := httpGetVia(c, "orders"); err != nil || !strings.HasPrefix(body, "orders ") {
+		t.Errorf("dial through the bare pod: %q %v", body, err)
+	}
+	if err := tun.Close(); err != nil {
+		t.Error(err)
+	}
+	if left := e.sessionPods(t, session); len(left) != 0 {
+		t.Errorf("after Close %d pods remain", len(left))
+	}
+	var steps []string
+	kubernetes.Check(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS}, "", func(name string, took time.Duration, err error, msg string) bool {
+		steps = append(steps, fmt.Sprintf("%s %v %s", name, err, msg))
+		if name == "permissions" && (err != nil || !strings.Contains(msg, "bare pod")) {
+			t.Errorf("permissions step: %v %s", err, msg)
+		}
+		return err == nil
+	})
+	t.Logf("steps: %s", strings.Join(steps, "; "))
+	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") {
+		t.Errorf("want five passing steps, got %v", steps)
+	}
 }
