@@ -92,7 +92,7 @@ func TestDockerModeSSH(t *testing.T) {
 `, img, w.cloud.HTTPAddr, w.cloud.HTTPName, httpPort))
 	var stdout, stderr syncBuffer
 	start := time.Now()
-	cmd := tetherCmd(ctxT(t), "launch", "--workspace", w.dir, "container")
+	cmd := tetherCmd(ctxT(t), "launch", "--workspace", w.dir, "container", "--log-calls")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("tether launch: %v\n%s\n%s", err, stdout.String(), stderr.String())
@@ -105,6 +105,16 @@ func TestDockerModeSSH(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "probe done") {
 		t.Errorf("stderr of the container did not reach stderr:\n%s", stderr.String())
+	}
+	// The sidecar's upstream is the session channel: its calls are read there.
+	calls := 0
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.HasPrefix(l, "tether: GET http://") && strings.Contains(l, " -> 200 ") {
+			calls++
+		}
+	}
+	if calls != 2 {
+		t.Errorf("%d calls logged, want 2:\n%s", calls, stderr.String())
 	}
 	if left := containersOf(t, w.dir); len(left) > 0 {
 		t.Fatalf("containers left: %v", left)

@@ -86,7 +86,7 @@ func TestExposeToTheCloud(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := tetherCmd(ctx, "launch", "--workspace", w.dir, "server")
+	cmd := tetherCmd(ctx, "launch", "--workspace", w.dir, "server", "--log-calls")
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
@@ -135,6 +135,13 @@ func TestExposeToTheCloud(t *testing.T) {
 		if !strings.Contains(body, "hello from the laptop on "+p) {
 			t.Fatalf("from the vpc via %s: %q", addrs[p], body)
 		}
+	}
+	// The calls from the cloud are read on the expose path.
+	for start := time.Now(); !strings.Contains(errLog.String(), "tether: from the cloud: GET http://x/ -> 200 "); {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no inbound call logged:\n%s", errLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	check := func(k, want string) {
 		if props[k] != want {
