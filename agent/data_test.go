@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/internal/mux"
+	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 )
 
 // startData runs ServeData on loopback with a random token.
@@ -129,5 +132,51 @@ func TestDataTokenRequest(t *testing.T) {
 	}
 	if r.Token != string(token) || r.Hostname != "pod-1" || r.Version != "v1 (protocol 1)" {
 		t.Fatalf("reply %+v", r)
+	}
+}
+
+// TestSSHPluginInMemoryKeys: the SSH tunnel with an in-memory client key and
+// a pinned host key (no files, as the Kubernetes transport uses it), and a
+// global request through it.
+func TestSSHPluginInMemoryKeys(t *testing.T) {
+	token := make([]byte, agentproto.TokenSize)
+	rand.Read(token)
+	ts := startServer(t, SSHServerConfig{Requests: map[string]func([]byte) (bool, []byte){
+		agentproto.DataTokenRequest: DataTokenHandler(token, "v", "h"),
+	}})
+	host, portStr, _ := net.SplitHostPort(ts.addr)
+	port, _ := strconv.Atoi(portStr)
+	open := func(hostKey ssh.PublicKey) (*sshplugin.Tunnel, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return sshplugin.Open(ctx, sshplugin.Config{
+			Host: host, Port: port, User: "tether",
+			Signers:        []ssh.Signer{ts.client},
+			HostKey:        hostKey,
+			KnownHostsFile: filepath.Join(t.TempDir(), "absent"),
+			SSHConfigFile:  "none",
+			Agent:          sshplugin.AgentOff,
+			PoolSize:       1,
+		})
+	}
+	other, _ := newSigner(t)
+	if tun, err := open(other.PublicKey()); err == nil {
+		tun.Close()
+		t.Fatal("connected with a wrong pinned host key")
+	}
+	tun, err := open(ts.hostKey.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok, reply, err := tun.SendRequest(ctx, agentproto.DataTokenRequest, nil)
+	var r agentproto.TokenReply
+	if err != nil || !ok || ssh.Unmarshal(reply, &r) != nil || r.Token != string(token) {
+		t.Fatalf("request: ok=%v err=%v reply=%+v", ok, err, r)
+	}
+	if ok, _, err := tun.SendRequest(ctx, "unknown@tether.dev", nil); ok || err != nil {
+		t.Fatalf("unknown request: ok=%v err=%v", ok, err)
 	}
 }
