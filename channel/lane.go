@@ -68,12 +68,12 @@ func (c *laneConn) CloseWrite() error {
 type laneState int
 
 const (
-	stHead     laneState = iota // reading a request head
-	stBody                      // n body bytes left
-	stChunk                     // reading a chunk-size line
-	stChunkData                 // n bytes of chunk data + CRLF left
-	stTrailer                   // reading trailer lines until an empty one
-	stPass                      // not (or no longer) HTTP: pass everything
+	stHead      laneState = iota // reading a request head
+	stBody                       // n body bytes left
+	stChunk                      // reading a chunk-size line
+	stChunkData                  // n bytes of chunk data + CRLF left
+	stTrailer                    // reading trailer lines until an empty one
+	stPass                       // not (or no longer) HTTP: pass everything
 )
 
 // laneInjector is the state machine of WithLaneHeader. feed takes the bytes

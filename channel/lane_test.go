@@ -2,8 +2,8 @@ package channel
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,9 +39,17 @@ func BenchmarkLanes(b *testing.B) {
 		e.waitAnswer(b, "alice", "alice-laptop", 3*time.Minute)
 		b.ReportMetric(time.Since(t0).Seconds(), "first_toggle_s")
 		t0 = time.Now()
-		bob, _ := startLaneLaunch(b, ws, "bob")
+		bob, bobOut := startLaneLaunch(b, ws, "bob")
+		laneAt := make(chan time.Time, 1)
+		go func() { // when the agent pod is up and the lane is being set up
+			for !strings.Contains(bobOut.String(), "setting up lane") && time.Since(t0) < 3*time.Minute {
+				time.Sleep(5 * time.Millisecond)
+			}
+			laneAt <- time.Now()
+		}()
 		e.waitAnswer(b, "bob", "bob-laptop", 3*time.Minute)
 		b.ReportMetric(time.Since(t0).Seconds(), "toggle_s")
+		b.ReportMetric(time.Since(<-laneAt).Seconds(), "lane_setup_to_effect_s")
 
 		// Latency: the base Service directly vs through the router.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

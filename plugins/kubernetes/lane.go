@@ -495,7 +495,7 @@ func (r *LaneRouter) call(ctx context.Context, hc *http.Client, method, path str
 // clean, which has no tunnel).
 func (c *cluster) routerCall(ctx context.Context, pod, token, method, path, session string, out any) error {
 	req := c.client.CoreV1().RESTClient().Verb(method).Namespace(c.namespace).Resource("pods").
-		Name(pod + ":" + strconv.Itoa(routerControlPort)).SubResource("proxy").Suffix(path).
+		Name(pod+":"+strconv.Itoa(routerControlPort)).SubResource("proxy").Suffix(path).
 		SetHeader(agent.RouterTokenHeader, token)
 	if session != "" {
 		req = req.Param("session", session)
