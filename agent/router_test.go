@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/tether-dev/tether/internal/agentproto"
 	"io"
 	"net"
 	"net/http"
@@ -37,7 +38,7 @@ func FuzzBaggage(f *testing.F) {
 	f.Add("a=b;c, tether-lane=%41;x")
 	f.Add(",,;=,=")
 	f.Fuzz(func(t *testing.T, s string) {
-		v, ok := baggageMember(s, LaneBaggageKey)
+		v, ok := agentproto.BaggageMember(s, LaneBaggageKey)
 		if ok && v == "" {
 			t.Fatal("ok with an empty value")
 		}

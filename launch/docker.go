@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tether-dev/tether/internal/agentproto"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,12 +25,13 @@ import (
 
 // SidecarImage is the sidecar image reference: TETHER_SIDECAR_IMAGE (for
 // users who publish the image), else a local image built from the
-// tether-agent binary next to tether.
+// tether-agent binary next to tether, tagged with this build's version
+// (agentproto.Image: the backend and the sidecar speak one contract).
 func SidecarImage() string {
 	if v := os.Getenv("TETHER_SIDECAR_IMAGE"); v != "" {
 		return v
 	}
-	return "tether/agent:local"
+	return agentproto.Image()
 }
 
 // agentBinary finds the tether-agent binary that the sidecar image is built
@@ -94,10 +96,11 @@ func (m *Manager) startDocker(ctx context.Context, id string, rc *workspace.RunC
 			addr, err = ic.Channel.ListenSOCKS(net.JoinHostPort(gw, "0"))
 			if err == nil {
 				_, port, _ := net.SplitHostPort(addr)
-				sidecarArgs = []string{"sidecar", "--upstream", net.JoinHostPort("host.docker.internal", port)}
-				if px.Routes != nil && len(px.Routes.Domains) > 0 {
-					sidecarArgs = append(sidecarArgs, "--domains", strings.Join(px.Routes.Domains, ","))
+				var domains []string
+				if px.Routes != nil {
+					domains = px.Routes.Domains
 				}
+				sidecarArgs = agentproto.SidecarArgs(net.JoinHostPort("host.docker.internal", port), domains)
 				sidecarEnv["TETHER_SOCKS_USER"] = ic.Channel.Username()
 				sidecarEnv["TETHER_SOCKS_PASSWORD"] = ic.Channel.Password()
 			}

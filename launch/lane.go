@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tether-dev/tether/agent"
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/plugins/kubernetes"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
@@ -35,7 +35,7 @@ type laneSession struct {
 	cfg     kubernetes.Config
 	log     *slog.Logger
 	hc      *http.Client
-	owner   agent.RouteOwner
+	owner   agentproto.RouteOwner
 	onFall  func(protocol.LaneFallbackParams)
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -81,7 +81,7 @@ func startLane(ctx context.Context, dir string, ic *Interconnect, px *workspace.
 	}
 	o := kubernetes.CurrentOwner()
 	ls := &laneSession{name: lane.Name, id: ic.ID, tun: kt, cfg: kubeConfig(dir, px.Kubernetes, h.logger(), nil),
-		log: h.logger().With("session", ic.ID, "lane", lane.Name), owner: agent.RouteOwner{User: o.User, Host: o.Host, PID: o.PID, Start: o.Start},
+		log: h.logger().With("session", ic.ID, "lane", lane.Name), owner: agentproto.RouteOwner{User: o.User, Host: o.Host, PID: o.PID, Start: o.Start},
 		onFall: h.OnLaneFallback}
 	ls.hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext:         func(ctx context.Context, network, addr string) (net.Conn, error) { return kt.Dial(ctx, network, addr) },
@@ -141,7 +141,7 @@ func (ls *laneSession) register(ctx context.Context, s *laneService) error {
 	ls.mu.Lock()
 	r, target := s.router, s.target
 	ls.mu.Unlock()
-	rep, err := r.Register(ctx, ls.hc, ls.name, agent.RouteRequest{Target: target, Session: ls.id, Owner: ls.owner})
+	rep, err := r.Register(ctx, ls.hc, ls.name, agentproto.RouteRequest{Target: target, Session: ls.id, Owner: ls.owner})
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if err != nil {
@@ -210,7 +210,7 @@ func (ls *laneSession) serve(s *laneService, ln net.Listener) {
 				c.Close()
 				return
 			}
-			if _, err := c.Write([]byte(agent.LaneReady)); err != nil {
+			if _, err := c.Write([]byte(agentproto.LaneReady)); err != nil {
 				c.Close()
 				local.Close()
 				return

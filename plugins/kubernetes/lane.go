@@ -25,7 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"github.com/tether-dev/tether/agent"
+	"github.com/tether-dev/tether/internal/agentproto"
 )
 
 // Lanes (docs/lanes.md), cluster side. Per Service, shared by every
@@ -105,7 +105,7 @@ func EnsureRouter(ctx context.Context, cfg Config, service string) (*LaneRouter,
 	}
 	token := ""
 	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
-		if e.Name == agent.RouterTokenEnv {
+		if e.Name == agentproto.RouterTokenEnv {
 			token = e.Value
 		}
 	}
@@ -243,7 +243,7 @@ func (c *cluster) ensureRouterDeployment(ctx context.Context, svc *corev1.Servic
 					SecurityContext:               sec,
 					Containers: []corev1.Container{{
 						Name: "router", Image: "", Args: args, Ports: ports,
-						Env: []corev1.EnvVar{{Name: agent.RouterTokenEnv, Value: hex.EncodeToString(tok)}, {Name: "GOMEMLIMIT", Value: "96MiB"}},
+						Env: []corev1.EnvVar{{Name: agentproto.RouterTokenEnv, Value: hex.EncodeToString(tok)}, {Name: "GOMEMLIMIT", Value: "96MiB"}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(routerControlPort)}},
 							PeriodSeconds: 1},
 						Resources: corev1.ResourceRequirements{
@@ -454,16 +454,16 @@ func slicesName(slices []discoveryv1.EndpointSlice, ips map[string]bool) bool {
 
 // Register registers (or renews) lane on the router through dial (the
 // developer's tunnel).
-func (r *LaneRouter) Register(ctx context.Context, hc *http.Client, lane string, req agent.RouteRequest) (agent.RouteReply, error) {
-	var rep agent.RouteReply
+func (r *LaneRouter) Register(ctx context.Context, hc *http.Client, lane string, req agentproto.RouteRequest) (agentproto.RouteReply, error) {
+	var rep agentproto.RouteReply
 	err := r.call(ctx, hc, http.MethodPut, "/v1/lanes/"+lane, req, &rep)
 	return rep, err
 }
 
 // Deregister removes lane (if session still owns it) and returns the
 // router's status afterwards.
-func (r *LaneRouter) Deregister(ctx context.Context, hc *http.Client, lane, session string) (agent.RouterStatus, error) {
-	var st agent.RouterStatus
+func (r *LaneRouter) Deregister(ctx context.Context, hc *http.Client, lane, session string) (agentproto.RouterStatus, error) {
+	var st agentproto.RouterStatus
 	err := r.call(ctx, hc, http.MethodDelete, "/v1/lanes/"+lane+"?session="+session, nil, &st)
 	return st, err
 }
@@ -496,7 +496,7 @@ func (r *LaneRouter) call(ctx context.Context, hc *http.Client, method, path str
 func (c *cluster) routerCall(ctx context.Context, pod, token, method, path, session string, out any) error {
 	req := c.client.CoreV1().RESTClient().Verb(method).Namespace(c.namespace).Resource("pods").
 		Name(pod+":"+strconv.Itoa(routerControlPort)).SubResource("proxy").Suffix(path).
-		SetHeader(agent.RouterTokenHeader, token)
+		SetHeader(agentproto.RouterTokenHeader, token)
 	if session != "" {
 		req = req.Param("session", session)
 	}
@@ -559,7 +559,7 @@ func (c *cluster) routerIdle(ctx context.Context, service string, o Owner) (bool
 	}
 	token := ""
 	for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
-		if e.Name == agent.RouterTokenEnv {
+		if e.Name == agentproto.RouterTokenEnv {
 			token = e.Value
 		}
 	}
@@ -567,11 +567,11 @@ func (c *cluster) routerIdle(ctx context.Context, service string, o Owner) (bool
 	if err != nil {
 		return false, err
 	}
-	var st agent.RouterStatus
+	var st agentproto.RouterStatus
 	if err := c.routerCall(ctx, pod.Name, token, http.MethodGet, "v1/status", "", &st); err != nil {
 		return false, err
 	}
-	mine := func(ro agent.RouteOwner) bool {
+	mine := func(ro agentproto.RouteOwner) bool {
 		return ro.User == o.User && ro.Host == o.Host && ro.PID > 0 &&
 			!(alive(ro.PID) && (ro.Start == "" || procStart(ro.PID) == ro.Start))
 	}
@@ -580,7 +580,7 @@ func (c *cluster) routerIdle(ctx context.Context, service string, o Owner) (bool
 		if !mine(rt.Owner) {
 			continue
 		}
-		var after agent.RouterStatus
+		var after agentproto.RouterStatus
 		if err := c.routerCall(ctx, pod.Name, token, http.MethodDelete, "v1/lanes/"+rt.Lane, rt.Session, &after); err != nil {
 			return false, err
 		}
