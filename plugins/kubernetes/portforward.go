@@ -23,26 +23,30 @@ import (
 // WebSocket tunnelling (SPDY over WebSocket, client-go v0.30+) first, SPDY
 // when the API server refuses the upgrade.
 type pfDialer struct {
-	c       *cluster
-	reqID   atomic.Int64
-	spdyRT  http.RoundTripper
-	upgrade spdy.Upgrader
+	c     *cluster
+	reqID atomic.Int64
 	// Protocol is what the last connection used ("websocket" or "spdy").
 	protocol atomic.Value
 }
 
 func newPFDialer(c *cluster) (*pfDialer, error) {
-	rt, up, err := spdy.RoundTripperFor(c.rest)
-	if err != nil {
+	// Checked once here so that a bad REST config fails at Open.
+	if _, _, err := spdy.RoundTripperFor(c.rest); err != nil {
 		return nil, fmt.Errorf("kubernetes: port-forward transport: %w", err)
 	}
-	return &pfDialer{c: c, spdyRT: rt, upgrade: up}, nil
+	return &pfDialer{c: c}, nil
 }
 
 func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
 	u := d.c.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.c.namespace).
 		Name(pod).SubResource("portforward").URL()
-	sp := spdy.NewDialer(d.upgrade, &http.Client{Transport: d.spdyRT}, http.MethodPost, u)
+	// A SPDY round tripper keeps the connection it upgraded in itself (its
+	// Upgrader reads it back), so concurrent dials need one each.
+	rt, up, err := spdy.RoundTripperFor(d.c.rest)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: port-forward transport: %w", err)
+	}
+	sp := spdy.NewDialer(up, &http.Client{Transport: rt}, http.MethodPost, u)
 	ws, err := portforward.NewSPDYOverWebsocketDialer(u, d.c.rest)
 	if err != nil {
 		return sp, nil
