@@ -2,9 +2,9 @@
 # Tears the Kubernetes testbed down: only what up.sh created. Refuses to run
 # with empty settings or without up.sh's marker. Processes are ended by the
 # PIDs up.sh recorded; mounts are unmounted only under the kubelet's and
-# containerd's own directories; iptables: `kube-proxy --cleanup` and the
-# kubelet's KUBE-FIREWALL / KUBE-KUBELET-CANARY chains; routes and the bridge
-# only as recorded. With --purge the persistent root (etcd data, containerd
+# containerd's own directories; network namespaces only those of our pods;
+# iptables: `kube-proxy --cleanup` and the kubelet's KUBE-FIREWALL /
+# KUBE-KUBELET-CANARY chains; routes and the bridge only as recorded. With --purge the persistent root (etcd data, containerd
 # images) is removed too.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -37,7 +37,12 @@ stop() { # name
 for n in kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "$n"; done
 
 # Containers of our containerd: stop the shims through containerd itself.
+# First note the network namespaces of their pods (the sandbox's spec names
+# it): those are ours even when their addresses are gone.
+ours_netns=
 if [ -S "$CTR_SOCK" ]; then
+	ours_netns=$(for c in $(tb_ctr containers list -q 2>/dev/null); do tb_ctr containers info "$c" 2>/dev/null; done |
+		grep -oE '/run/netns/cni-[A-Za-z0-9_-]+' | sed 's#.*/##' | sort -u)
 	for t in $(ctr -a "$CTR_SOCK" -n k8s.io tasks list -q 2>/dev/null); do
 		ctr -a "$CTR_SOCK" -n k8s.io tasks kill -s KILL "$t" >/dev/null 2>&1 || true
 	done
@@ -61,11 +66,7 @@ for base in "$TB_ROOT/kubelet" "$TB_RUN/containerd" "$TB_ROOT/containerd"; do
 	done
 done
 # Network namespaces the CRI created for our pods.
-for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^cni-' || true); do
-	if ip netns exec "$ns" ip -o addr 2>/dev/null | grep -q " ${TB_NODE_CIDR%.*}\."; then
-		ip netns delete "$ns" 2>/dev/null || true
-	fi
-done
+tb_netns_clean "$ours_netns"
 
 # iptables: kube-proxy's own cleanup, then the kubelet's chains.
 [ -x "$K8S_BIN/kube-proxy" ] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true

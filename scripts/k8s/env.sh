@@ -35,3 +35,55 @@ tb_require() {
 
 tb_kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_TB" "$@"; }
 tb_ctr() { ctr -a "$CTR_SOCK" -n k8s.io "$@"; }
+
+# tb_netns_delete NAME: removes the network namespace /run/netns/NAME for
+# good: ends the processes still inside it (TERM, then KILL), unmounts every
+# bind mount of its file (mounted twice, `ip netns delete` unmounts one and
+# the unlink fails "busy"), removes the file; retries briefly. Only for
+# namespaces the testbed created: the caller decides that. Fails (1) if the
+# file is still there.
+tb_netns_delete() {
+	local ns=$1 f pids try i
+	case "$ns" in "" | */* | . | ..) return 2 ;; esac
+	f=/run/netns/$ns
+	for try in 1 2 3 4 5; do
+		[ -e "$f" ] || return 0
+		pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+		if [ -n "${pids// /}" ]; then
+			# shellcheck disable=SC2086 # a list of PIDs
+			kill -TERM $pids 2>/dev/null
+			for _ in $(seq 20); do
+				i=0
+				for p in $pids; do kill -0 "$p" 2>/dev/null && i=1; done
+				[ "$i" = 0 ] && break
+				sleep 0.1
+			done
+			# shellcheck disable=SC2086
+			[ "$i" = 0 ] || kill -KILL $pids 2>/dev/null
+		fi
+		for i in $(seq 10); do
+			awk -v f="$f" '$2 == f {found = 1} END {exit !found}' /proc/self/mounts || break
+			umount -l "$f" 2>/dev/null || break
+		done
+		rm -f "$f" 2>/dev/null
+		[ -e "$f" ] || return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# tb_netns_clean OURS [PREFIX]: deletes (tb_netns_delete) the network
+# namespaces named PREFIX* (default cni-, the CRI's) that are ours: listed in
+# OURS (names, one a line: the netns of our sandboxes) or holding an address
+# of our node CIDR. Any other namespace is left alone.
+tb_netns_clean() {
+	local ours=$1 prefix=${2:-cni-} ns
+	[ -n "$prefix" ] || return 2
+	for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+		case "$ns" in "$prefix"*) ;; *) continue ;; esac
+		if printf '%s\n' "$ours" | grep -qxF -- "$ns" ||
+			ip netns exec "$ns" ip -o addr 2>/dev/null | grep -q " ${TB_NODE_CIDR%.*}\."; then
+			tb_netns_delete "$ns" || echo "k8s testbed: network namespace $ns is still there (busy)" >&2
+		fi
+	done
+}
