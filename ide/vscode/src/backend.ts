@@ -20,6 +20,8 @@ export class Backend implements vscode.Disposable {
   /** Status bar texts in the order shown (for tests). */
   readonly statusHistory: string[] = [];
   onLaunchState?: (s: LaunchStateParams) => void;
+  /** Called when tether serve exited (also after stop): what it held is gone. */
+  onExit?: () => void;
   private current?: Promise<TetherClient>;
   private stopping = false;
 
@@ -56,6 +58,11 @@ export class Backend implements vscode.Disposable {
       this.current.catch(() => (this.current = undefined));
     }
     return this.current;
+  }
+
+  /** The backend if it is running or starting; never starts one (for work that only matters to a running one). */
+  running(): Promise<TetherClient | undefined> {
+    return this.current?.catch(() => undefined) ?? Promise.resolve(undefined);
   }
 
   private async spawn(): Promise<TetherClient> {
@@ -137,6 +144,7 @@ export class Backend implements vscode.Disposable {
       exit: (code, signal) => {
         this.current = undefined;
         this.tunnels.clear();
+        this.onExit?.();
         if (!this.stopping) {
           this.log(`tether serve exited (${signal ?? `code ${code}`}); it is started again when needed`);
           this.renderStatus('stopped');

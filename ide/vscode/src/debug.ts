@@ -5,13 +5,19 @@
 import * as vscode from 'vscode';
 import { JavaLaunchConfig, applyPrepared, matchRunConfig } from './javaconfig';
 import { Backend } from './backend';
+import { CLAIM_TIMEOUT_MS, PreparedSessions } from './prepared';
 
-export class JavaInterconnectProvider implements vscode.DebugConfigurationProvider {
-  /** Prepared sessions by id, released when their debug session ends. */
-  readonly pending = new Set<string>();
+export class JavaInterconnectProvider implements vscode.DebugConfigurationProvider, vscode.Disposable {
+  /** Prepared sessions by id: released when their debug session ends, or when none starts in time. */
+  readonly prepared: PreparedSessions;
   releases = 0;
 
-  constructor(private backend: Backend) {}
+  constructor(
+    private backend: Backend,
+    claimTimeoutMs = CLAIM_TIMEOUT_MS,
+  ) {
+    this.prepared = new PreparedSessions((id, why) => this.release(id, why), claimTimeoutMs);
+  }
 
   async resolveDebugConfigurationWithSubstitutedVariables(
     _folder: vscode.WorkspaceFolder | undefined,
@@ -38,26 +44,51 @@ export class JavaInterconnectProvider implements vscode.DebugConfigurationProvid
       return undefined;
     }
     const client = await this.backend.client();
-    this.pending.add(prep.sessionId);
+    this.prepared.add(prep.sessionId);
     void this.backend.refreshTunnels(client);
     this.backend.log(`java debug session "${config.name}": interconnect of ${rc.name} applied (session ${prep.sessionId})`);
     return applyPrepared(launch, prep) as vscode.DebugConfiguration;
   }
 
+  /** Claims the prepared session of a debug session that started: it is released when that session ends. */
+  sessionStarted(s: vscode.DebugSession): void {
+    const id = s.configuration.tetherSessionId as string | undefined;
+    if (id && !this.prepared.claim(id) && !this.prepared.ids().includes(id)) {
+      this.backend.log(`debug session "${s.name}" started with session ${id}, which is released already: its app has no interconnect`);
+    }
+  }
+
   /** Releases the prepared session of a debug session that ended. */
   async sessionEnded(s: vscode.DebugSession): Promise<void> {
     const id = s.configuration.tetherSessionId as string | undefined;
-    if (!id || !this.pending.delete(id)) {
-      return;
+    if (id) {
+      await this.prepared.end(id, `debug session "${s.name}" ended`);
     }
+  }
+
+  /** The backend exited: the sessions it held are gone with it. */
+  backendExited(): void {
+    this.prepared.clear();
+  }
+
+  /** Releases every prepared session not released yet. */
+  dispose(): Promise<void> {
+    return this.prepared.releaseAll('the extension is deactivated');
+  }
+
+  /** launch/release on the running backend (none running: the session is gone already); logs, never throws. */
+  private async release(id: string, why: string): Promise<void> {
     try {
-      const client = await this.backend.client();
+      const client = await this.backend.running();
+      if (!client) {
+        return;
+      }
       await client.release(id);
       this.releases++;
+      this.backend.log(`released session ${id} (${why})`);
       await this.backend.refreshTunnels(client);
-      this.backend.log(`released session ${id} (debug session "${s.name}" ended)`);
     } catch (e) {
-      this.backend.log(`release ${id}: ${e instanceof Error ? e.message : e}`);
+      this.backend.log(`release ${id} (${why}): ${e instanceof Error ? e.message : e}`);
     }
   }
 }

@@ -21,7 +21,10 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<TetherApi>
   const backend = new Backend(ws);
   const tree = new RunConfigTree();
   const java = new JavaInterconnectProvider(backend);
-  ctx.subscriptions.push(backend);
+  // java before backend: its releases go out before the backend is stopped.
+  ctx.subscriptions.push(java, backend);
+  backend.onExit = () => java.backendExited();
+  deactivating = () => java.dispose();
 
   const refresh = () => tree.refresh(async () => (await backend.client()).listConfigs());
   const view = vscode.window.createTreeView('tether.runConfigs', { treeDataProvider: tree, showCollapseAll: false });
@@ -180,6 +183,7 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<TetherApi>
       return l ? attach(l) : false;
     }),
     vscode.debug.registerDebugConfigurationProvider('java', java),
+    vscode.debug.onDidStartDebugSession((s) => java.sessionStarted(s)),
     vscode.debug.onDidTerminateDebugSession((s) => java.sessionEnded(s)),
     vscode.debug.registerDebugAdapterDescriptorFactory('tether', new TetherDapFactory(backend)),
     vscode.debug.registerDebugConfigurationProvider('tether', new TetherDebugConfigurationProvider()),
@@ -199,4 +203,9 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<TetherApi>
   return { backend, tree, java };
 }
 
-export function deactivate(): void {}
+let deactivating: (() => Promise<void>) | undefined;
+
+/** Releases the prepared sessions while the backend still runs (VS Code disposes the subscriptions after this). */
+export async function deactivate(): Promise<void> {
+  await deactivating?.();
+}

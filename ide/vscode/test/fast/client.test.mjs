@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import Module, { createRequire } from 'node:module';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runJava, startSandbox, tetherBin, waitFor } from '../sandbox.mjs';
@@ -13,6 +13,16 @@ import { runJava, startSandbox, tetherBin, waitFor } from '../sandbox.mjs';
 const require = createRequire(import.meta.url);
 const { TetherClient, isResponseError } = require('../../out/client.js');
 const { applyPrepared, matchRunConfig } = require('../../out/javaconfig.js');
+
+// out/debug.js imports vscode for the settings only (java.applyToDebugSessions):
+// a stand-in with the defaults lets the provider run here.
+const fakeVscode = { workspace: { getConfiguration: () => ({ get: (_key, def) => def }) } };
+const loadModule = Module._load;
+Module._load = function (request, ...rest) {
+  return request === 'vscode' ? fakeVscode : loadModule.call(this, request, ...rest);
+};
+const { JavaInterconnectProvider } = require('../../out/debug.js');
+Module._load = loadModule;
 
 describe('tether serve through the extension client', () => {
   let sb;
@@ -140,6 +150,60 @@ describe('tether serve through the extension client', () => {
     assert.match(asked[0].message, /host key/);
     assert.deepEqual(asked[0].actions.map((a) => a.title), ['Trust and connect', 'Cancel']);
     assert.match(fs.readFileSync(known, 'utf8'), /ssh-ed25519/, 'the trusted key was added to known_hosts');
+  });
+
+  // JavaInterconnectProvider with a short claim timeout, on this client.
+  const javaProvider = (claimTimeoutMs) => {
+    const lines = [];
+    const backend = {
+      client: async () => client,
+      running: async () => client,
+      withProgress: (_title, run) => run(() => {}, undefined),
+      refreshTunnels: async () => {},
+      log: (l) => lines.push(l),
+      showError: async (what, e) => lines.push(`error ${what}: ${e.message}`),
+    };
+    return { java: new JavaInterconnectProvider(backend, claimTimeoutMs), lines };
+  };
+  const javaLaunch = { type: 'java', request: 'launch', name: 'Sample', mainClass: 'Sample', tetherConfig: 'sample' };
+  const tunnelOf = async (id) => (await client.status()).tunnels.some((t) => t.sessionId === id);
+
+  test('java provider: a prepared session no debug session claims is released after the timeout', async () => {
+    const { java, lines } = javaProvider(300);
+    const launch = await java.resolveDebugConfigurationWithSubstitutedVariables(undefined, { ...javaLaunch });
+    const id = launch.tetherSessionId;
+    assert.match(id, /^s-/, JSON.stringify(lines));
+    assert.ok(await tunnelOf(id), 'the tunnel is open after prepare');
+    // The Java debugger never starts: no onDidStartDebugSession, no onDidTerminateDebugSession.
+    await waitFor('the release of the unclaimed session', () => java.releases === 1, 10000);
+    assert.ok(lines.some((l) => l.includes(`released session ${id} (no debug session started with it within`)), lines.join('\n'));
+    await waitFor('the tunnel to close', async () => !(await tunnelOf(id)), 20000);
+    // A debug session that starts with it after all is told so in the log.
+    java.sessionStarted({ name: 'late', configuration: launch });
+    assert.ok(lines.some((l) => l.includes(`started with session ${id}, which is released already`)), lines.join('\n'));
+    await java.sessionEnded({ name: 'late', configuration: launch });
+    assert.equal(java.releases, 1);
+  });
+
+  test('java provider: a claimed session stays until its debug session ends; dispose releases the rest', async () => {
+    const { java, lines } = javaProvider(200);
+    const claimed = await java.resolveDebugConfigurationWithSubstitutedVariables(undefined, { ...javaLaunch });
+    java.sessionStarted({ name: 'Sample', configuration: claimed });
+    const pending = await java.resolveDebugConfigurationWithSubstitutedVariables(undefined, { ...javaLaunch, name: 'other' });
+    await waitFor('the unclaimed one to be released', () => java.releases === 1, 10000);
+    assert.ok(await tunnelOf(claimed.tetherSessionId), 'the claimed session outlives the timeout');
+    await java.sessionEnded({ name: 'Sample', configuration: claimed });
+    assert.equal(java.releases, 2);
+    assert.ok(lines.some((l) => l.includes(`released session ${claimed.tetherSessionId} (debug session "Sample" ended)`)), lines.join('\n'));
+    await waitFor('the tunnel to close', async () => !(await tunnelOf(claimed.tetherSessionId)), 20000);
+    assert.ok(!(await tunnelOf(pending.tetherSessionId)));
+
+    const left = await java.resolveDebugConfigurationWithSubstitutedVariables(undefined, { ...javaLaunch });
+    java.sessionStarted({ name: 'Sample', configuration: left });
+    await java.dispose();
+    assert.equal(java.releases, 3);
+    assert.deepEqual(java.prepared.ids(), []);
+    await waitFor('the tunnel to close', async () => !(await tunnelOf(left.tetherSessionId)), 20000);
   });
 
   test('window/logMessage reaches the client', () => {
