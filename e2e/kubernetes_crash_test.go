@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,31 +20,12 @@ import (
 // ttlSecondsAfterFinished: 0 lets the cluster delete it with its pod.
 func TestKubernetesNothingLeftAfterKill(t *testing.T) {
 	e := setupK8s(t)
-	ws := t.TempDir()
-	yaml := fmt.Sprintf("version: 1\nproxies:\n  - name: cluster\n    kubernetes: {kubeconfig: %s, namespace: %s}\n", e.tb.Kubeconfig, k8sNS)
-	if err := os.WriteFile(filepath.Join(ws, "tether.yaml"), []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(tetherBin, "connect", "--workspace", ws, "cluster")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("tether connect stderr:\n%s", tail(stderr.String(), 4000))
-		}
-	})
+	ws := e.workspace(t, k8sNS, "", "")
+	p := startTether(t, "connect", "--workspace", ws, "cluster")
+	cmd := p.cmd
 	up := make(chan bool, 1)
 	go func() {
-		sc := bufio.NewScanner(out)
+		sc := bufio.NewScanner(p.stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "is up") {
 				up <- true

@@ -43,21 +43,13 @@ func TestKubernetesLaunch(t *testing.T) {
 	if out, err := exec.Command("javac", "-d", dir, src).CombinedOutput(); err != nil {
 		t.Fatalf("javac: %v\n%s", err, out)
 	}
-	ws := t.TempDir()
 	urls := []string{"http://orders.dev.svc.cluster.local/", "http://orders.dev/", "http://" + e.clusterIP + "/", "http://" + e.podIP + ":8080/"}
-	cfg := fmt.Sprintf(`version: 1
-proxies:
-  - name: cluster
-    kubernetes: {kubeconfig: %s, namespace: %s}
-configurations:
+	ws := e.workspace(t, k8sNS, "", fmt.Sprintf(`configurations:
   - name: gets
     type: java
     java: {mainClass: Gets, classpath: [%s], args: ["%s"]}
     interconnect: {enabled: true, proxy: cluster}
-`, e.tb.Kubeconfig, k8sNS, dir, strings.Join(urls, `", "`))
-	if err := os.WriteFile(filepath.Join(ws, "tether.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`, dir, strings.Join(urls, `", "`)))
 	out, err := tetherCmd(ctxT(t), "launch", "--workspace", ws, "gets").CombinedOutput()
 	if err != nil {
 		t.Fatalf("tether launch through the cluster: %v\n%s", err, out)

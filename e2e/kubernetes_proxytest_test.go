@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,35 +36,14 @@ func writeKubeconfig(t *testing.T, src, name string, edit func(*clientcmdapi.Con
 // each broken setup fails at its step with a message saying what to do.
 func TestKubernetesProxyTest(t *testing.T) {
 	e := setupK8s(t)
-	ctx := ctxT(t)
 	// A user without any role in namespace dev: a service account's token.
-	if _, err := e.tb.Run(ctx, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: tether-noperm, namespace: dev}\n", "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", "serviceaccount", "tether-noperm", "--ignore-not-found")
-	})
-	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", "tether-noperm", "--duration", "1h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	noperm := writeKubeconfig(t, e.tb.Kubeconfig, "noperm", func(c *clientcmdapi.Config) {
-		for _, a := range c.AuthInfos {
-			a.ClientCertificate, a.ClientKey, a.ClientCertificateData, a.ClientKeyData = "", "", nil, nil
-			a.Token = strings.TrimSpace(token)
-		}
-	})
+	noperm := e.serviceAccountKubeconfig(t, "tether-noperm", "")
 	unreachable := writeKubeconfig(t, e.tb.Kubeconfig, "unreachable", func(c *clientcmdapi.Config) {
 		for _, cl := range c.Clusters {
 			cl.Server = "https://127.0.0.1:1"
 		}
 	})
-	ws := t.TempDir()
-	yaml := fmt.Sprintf(`version: 1
-proxies:
-  - name: cluster
-    kubernetes: {kubeconfig: %[1]s, namespace: %[2]s}
-  - name: wrong-context
+	ws := e.workspace(t, k8sNS, "", fmt.Sprintf(`  - name: wrong-context
     kubernetes: {kubeconfig: %[1]s, context: nosuch, namespace: %[2]s}
   - name: no-namespace
     kubernetes: {kubeconfig: %[1]s, namespace: nosuch-ns}
@@ -75,10 +53,7 @@ proxies:
     kubernetes: {kubeconfig: %[4]s, namespace: %[2]s}
   - name: no-image
     kubernetes: {kubeconfig: %[1]s, namespace: %[2]s, image: "tether/nosuch:local"}
-`, e.tb.Kubeconfig, k8sNS, noperm, unreachable)
-	if err := os.WriteFile(filepath.Join(ws, "tether.yaml"), []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`, e.tb.Kubeconfig, k8sNS, noperm, unreachable))
 	p := startServe(t, "--workspace", ws)
 	initialize(t, p.Client, map[string]any{})
 	for _, tc := range []struct {
@@ -119,6 +94,46 @@ proxies:
 	}
 }
 
+// serviceAccountKubeconfig creates the service account name in namespace dev
+// (with rules: a Role of these rules, bound to it) and returns a copy of the
+// testbed's kubeconfig that signs in with its token. Cleanup deletes them.
+func (e *k8sEnv) serviceAccountKubeconfig(t *testing.T, name, rules string) string {
+	t.Helper()
+	ctx := ctxT(t)
+	objects := fmt.Sprintf("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: %s, namespace: %s}\n", name, k8sNS)
+	kinds := "serviceaccount"
+	if rules != "" {
+		objects += fmt.Sprintf(`---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: %[1]s, namespace: %[2]s}
+rules:%[3]s---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: %[1]s, namespace: %[2]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: %[1]s}
+subjects: [{kind: ServiceAccount, name: %[1]s, namespace: %[2]s}]
+`, name, k8sNS, rules)
+		kinds = "serviceaccount,role,rolebinding"
+	}
+	if _, err := e.tb.Run(ctx, objects, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", kinds, name, "--ignore-not-found")
+	})
+	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", name, "--duration", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeKubeconfig(t, e.tb.Kubeconfig, name, func(c *clientcmdapi.Config) {
+		for _, a := range c.AuthInfos {
+			a.ClientCertificate, a.ClientKey, a.ClientCertificateData, a.ClientKeyData = "", "", nil, nil
+			a.Token = strings.TrimSpace(token)
+		}
+	})
+}
+
 func (e *k8sEnv) sessionPodsOf(t *testing.T, selector string) []string {
 	t.Helper()
 	l, err := e.cs.CoreV1().Pods(k8sNS).List(ctxT(t), metav1.ListOptions{LabelSelector: selector})
@@ -137,41 +152,11 @@ func (e *k8sEnv) sessionPodsOf(t *testing.T, selector string) []string {
 // Close removes the pod.
 func TestKubernetesBarePodWithoutJobs(t *testing.T) {
 	e := setupK8s(t)
-	ctx := ctxT(t)
-	if _, err := e.tb.Run(ctx, `
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: tether-nojobs, namespace: dev}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: tether-nojobs, namespace: dev}
-rules:
+	kc := e.serviceAccountKubeconfig(t, "tether-nojobs", `
 - {apiGroups: [""], resources: [pods], verbs: [create, get, list, delete]}
 - {apiGroups: [""], resources: [pods/portforward], verbs: [create]}
 - {apiGroups: [""], resources: [events], verbs: [list]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: tether-nojobs, namespace: dev}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: tether-nojobs}
-subjects: [{kind: ServiceAccount, name: tether-nojobs, namespace: dev}]
-`, "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = e.tb.Run(context.Background(), "", "-n", k8sNS, "delete", "serviceaccount,role,rolebinding", "tether-nojobs", "--ignore-not-found")
-	})
-	token, err := e.tb.Run(ctx, "", "-n", k8sNS, "create", "token", "tether-nojobs", "--duration", "1h")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc := writeKubeconfig(t, e.tb.Kubeconfig, "nojobs", func(c *clientcmdapi.Config) {
-		for _, a := range c.AuthInfos {
-			a.ClientCertificate, a.ClientKey, a.ClientCertificateData, a.ClientKeyData = "", "", nil, nil
-			a.Token = strings.TrimSpace(token)
-		}
-	})
+`)
 	session := randSession("nojobs-")
 	octx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

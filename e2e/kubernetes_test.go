@@ -64,26 +64,11 @@ func prepareK8s(t testing.TB, tb *k8stestbed.Testbed) (*k8sEnv, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	d, err := docker.New(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	if err := d.BuildAgentImage(ctx, agentBin, kubernetes.DefaultImage); err != nil {
-		return nil, err
-	}
 	tmp, err := os.MkdirTemp("", "tether-k8s-e2e-")
 	if err != nil {
 		return nil, err
 	}
-	echo, err := k8stestbed.BuildEchoServer(ctx, tmp)
-	if err != nil {
-		return nil, err
-	}
-	if err := k8stestbed.BuildStaticImage(ctx, "tether/echo:test", echo); err != nil {
-		return nil, err
-	}
-	if err := tb.LoadImages(ctx, kubernetes.DefaultImage, "tether/echo:test"); err != nil {
+	if _, err := loadTestImages(ctx, tb, tmp, kubernetes.DefaultImage, "tether/echo:test"); err != nil {
 		return nil, err
 	}
 	t.Logf("images built and loaded in %v", time.Since(t0).Round(100*time.Millisecond))
@@ -134,6 +119,42 @@ spec:
 		return nil, err
 	}
 	return &k8sEnv{tb: tb, cs: cs, podIP: p.Status.PodIP, clusterIP: s.Spec.ClusterIP, tmp: tmp}, nil
+}
+
+// loadTestImages builds the agent image from agentBin and an image of the
+// echoserver (built into dir; its path is returned), tagged agentImage and
+// echoImage, and loads both into the testbed.
+func loadTestImages(ctx context.Context, tb *k8stestbed.Testbed, dir, agentImage, echoImage string) (string, error) {
+	d, err := docker.New(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	if err := d.BuildAgentImage(ctx, agentBin, agentImage); err != nil {
+		return "", err
+	}
+	echo, err := k8stestbed.BuildEchoServer(ctx, dir)
+	if err != nil {
+		return "", err
+	}
+	if err := k8stestbed.BuildStaticImage(ctx, echoImage, echo); err != nil {
+		return "", err
+	}
+	return echo, tb.LoadImages(ctx, agentImage, echoImage)
+}
+
+// workspace writes a workspace whose tether.yaml has the proxy "cluster":
+// the testbed, namespace ns and the further fields of proxyFields (", image:
+// x"), followed by rest (more proxies, or the configurations).
+func (e *k8sEnv) workspace(t testing.TB, ns, proxyFields, rest string) string {
+	t.Helper()
+	ws := t.TempDir()
+	yaml := fmt.Sprintf("version: 1\nproxies:\n  - name: cluster\n    kubernetes: {kubeconfig: %s, namespace: %s%s}\n%s",
+		e.tb.Kubeconfig, ns, proxyFields, rest)
+	if err := os.WriteFile(filepath.Join(ws, "tether.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ws
 }
 
 func randSession(prefix string) string {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tether-dev/tether/agent"
-	"github.com/tether-dev/tether/internal/k8stestbed"
-	"github.com/tether-dev/tether/plugins/docker"
 	"github.com/tether-dev/tether/plugins/kubernetes"
 )
 
@@ -58,26 +55,12 @@ func setupLanes(t testing.TB) *laneEnv {
 func prepareLanes(t testing.TB, e *k8sEnv) (*laneEnv, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	d, err := docker.New(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	if err := d.BuildAgentImage(ctx, agentBin, laneAgentImage); err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "tether-lanes-e2e-")
 	if err != nil {
 		return nil, err
 	}
-	echo, err := k8stestbed.BuildEchoServer(ctx, dir)
+	echo, err := loadTestImages(ctx, e.tb, dir, laneAgentImage, laneEchoImage)
 	if err != nil {
-		return nil, err
-	}
-	if err := k8stestbed.BuildStaticImage(ctx, laneEchoImage, echo); err != nil {
-		return nil, err
-	}
-	if err := e.tb.LoadImages(ctx, laneAgentImage, laneEchoImage); err != nil {
 		return nil, err
 	}
 	// A fresh namespace: base Deployment with 2 replicas, its Service, a
@@ -143,10 +126,8 @@ spec:
 // the local echoserver answering with its lane's name.
 func (e *laneEnv) laneWorkspace(t testing.TB, lanes ...string) (string, map[string]int) {
 	t.Helper()
-	ws := t.TempDir()
 	ports := map[string]int{}
-	cfg := fmt.Sprintf("version: 1\nproxies:\n  - name: cluster\n    kubernetes: {kubeconfig: %s, namespace: %s, image: %q}\nconfigurations:\n",
-		e.tb.Kubeconfig, laneNS, laneAgentImage)
+	cfg := "configurations:\n"
 	for _, l := range lanes {
 		ports[l] = freeTCPPort(t)
 		cfg += fmt.Sprintf(`  - name: %[1]s
@@ -159,10 +140,7 @@ func (e *laneEnv) laneWorkspace(t testing.TB, lanes ...string) (string, map[stri
       lane: {name: %[1]s, services: [{service: shop, port: 80, localPort: %[3]d}]}
 `, l, e.echoBin, ports[l])
 	}
-	if err := os.WriteFile(filepath.Join(ws, "tether.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return ws, ports
+	return e.workspace(t, laneNS, fmt.Sprintf(", image: %q", laneAgentImage), cfg), ports
 }
 
 func freeTCPPort(t testing.TB) int {
