@@ -67,9 +67,12 @@ log "prerequisites ready after $(elapsed)"
 mkdir -p "$TB_ROOT" "$TB_RUN"/{pids,logs,pki,cni/net.d} "$TB_ROOT"/{etcd,containerd,kubelet,cni-ipam,opt}
 : >"$TB_RUN/created"   # marker: tear-down touches only testbeds with it
 
+# Daemons keep no descriptor of the caller beyond stdio: an inherited lock
+# (flock around a test run) or pipe would otherwise be held for the
+# testbed's lifetime.
 start() { # name cmd...
 	local name=$1; shift
-	setsid "$@" >"$TB_RUN/logs/$name.log" 2>&1 </dev/null 8>&- &
+	setsid "$@" >"$TB_RUN/logs/$name.log" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
 	echo $! >"$TB_RUN/pids/$name.pid"
 }
 wait_for() { # seconds what cmd...
