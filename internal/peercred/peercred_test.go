@@ -69,15 +69,7 @@ func TestGet(t *testing.T) {
 			if !SameUser(s) {
 				t.Error("own socket not recognised")
 			}
-			if ra, ok := s.RemoteAddr().(*net.TCPAddr); ok {
-				la := s.LocalAddr().(*net.TCPAddr)
-				if uid, err := diagUID(ra, la); err != nil || uid != os.Getuid() {
-					t.Errorf("sock_diag uid %d, %v", uid, err)
-				}
-				if uid, err := procUID(ra, la); err != nil || uid != os.Getuid() {
-					t.Errorf("/proc uid %d, %v", uid, err)
-				}
-			}
+			checkTCPLookups(t, s)
 		})
 	}
 }
