@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/loopback"
 	"github.com/tether-dev/tether/internal/socks5"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -141,24 +142,11 @@ func TestSOCKSConnect(t *testing.T) {
 // TestSidecarConnAfterStop: a connection that the sidecar accepts while it
 // stops (after it closed the live ones) is closed, not carried or leaked.
 func TestSidecarConnAfterStop(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	app, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { app.Close() })
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	app, c := loopback.Pair(t)
 	s := &sidecar{log: slog.New(slog.DiscardHandler)}
 	s.conns.CloseAll() // what RunSidecar does when it stops
 	done := make(chan struct{})
-	go func() { s.serveConn(context.Background(), c.(*net.TCPConn)); close(done) }()
+	go func() { s.serveConn(context.Background(), c); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

@@ -554,34 +554,3 @@ func TestDialTimeout(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 }
-
-func TestSpliceWithoutHalfClose(t *testing.T) {
-	// net.Pipe cannot half-close: when the app stops sending, both sides end.
-	app, appPeer := net.Pipe()
-	target, targetPeer := net.Pipe()
-	done := make(chan [2]int64)
-	go func() {
-		s, r := splice(appPeer, targetPeer, []byte("pre"), nil)
-		done <- [2]int64{s, r}
-	}()
-	go func() {
-		b := make([]byte, 8)
-		n, _ := io.ReadFull(target, b)
-		target.Write(b[:n])
-		io.Copy(io.Discard, target)
-	}()
-	app.Write([]byte("12345"))
-	b := make([]byte, 8)
-	if _, err := io.ReadFull(app, b); err != nil || string(b) != "pre12345" {
-		t.Fatalf("read %q, %v", b, err)
-	}
-	app.Close()
-	select {
-	case n := <-done:
-		if n != [2]int64{8, 8} {
-			t.Errorf("counts %v", n)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("splice did not end")
-	}
-}

@@ -1,4 +1,4 @@
-package connset
+package connset_test
 
 import (
 	"context"
@@ -7,26 +7,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/loopback"
 )
 
 // conns returns n accepted loopback connections and their clients.
 func conns(t *testing.T, n int) (server, client []net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	for range n {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(); s.Close() })
+		c, s := loopback.Pair(t)
 		server, client = append(server, s), append(client, c)
 	}
 	return server, client
@@ -54,7 +43,7 @@ func TestSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s Set
+			var s connset.Set
 			server, client := conns(t, tt.add+1)
 			for _, c := range server[:tt.add] {
 				if !s.Add(c) {
@@ -100,7 +89,7 @@ func TestSet(t *testing.T) {
 // that accounts for itself does.
 type removeOnClose struct {
 	net.Conn
-	s *Set
+	s *connset.Set
 }
 
 func (c removeOnClose) Close() error {
@@ -109,7 +98,7 @@ func (c removeOnClose) Close() error {
 }
 
 func TestCloseCallsRemove(t *testing.T) {
-	var s Set
+	var s connset.Set
 	server, _ := conns(t, 2)
 	for _, c := range server {
 		s.Add(removeOnClose{c, &s})
@@ -128,7 +117,7 @@ func TestCloseCallsRemove(t *testing.T) {
 func TestAddRacesCloseAll(t *testing.T) {
 	const n = 50
 	for range 5 {
-		var s Set
+		var s connset.Set
 		server, client := conns(t, n)
 		var wg sync.WaitGroup
 		for _, c := range server {
@@ -158,7 +147,7 @@ func TestDrain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s Set
+			var s connset.Set
 			server, client := conns(t, tt.conns+1)
 			late, lateClient := server[tt.conns], client[tt.conns]
 			server, client = server[:tt.conns], client[:tt.conns]

@@ -10,27 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c.(*net.TCPConn), s.(*net.TCPConn)
-}
+	"github.com/tether-dev/tether/internal/loopback"
+)
 
 // plainConn hides the *net.TCPConn (and its splice) but keeps CloseWrite,
 // like a tunnel stream.
@@ -53,8 +35,8 @@ type result struct {
 // app's end (talking to a) and the target's end (talking to b).
 func relayed(t *testing.T, wrap func(c *net.TCPConn) Conn, opts ...Option) (app, target *net.TCPConn, done <-chan result) {
 	t.Helper()
-	app, a := tcpPair(t)
-	b, target := tcpPair(t)
+	app, a := loopback.Pair(t)
+	b, target := loopback.Pair(t)
 	ch := make(chan result, 1)
 	go func() {
 		var r result
@@ -265,8 +247,8 @@ func TestTapsAndPrefix(t *testing.T) {
 
 // Closing one side from outside (a server shutting down) ends the relay.
 func TestCloseFromOutside(t *testing.T) {
-	app, a := tcpPair(t)
-	b, _ := tcpPair(t)
+	app, a := loopback.Pair(t)
+	b, _ := loopback.Pair(t)
 	done := make(chan result, 1)
 	go func() {
 		var r result
@@ -280,7 +262,7 @@ func TestCloseFromOutside(t *testing.T) {
 }
 
 func TestCloseWrite(t *testing.T) {
-	c, s := tcpPair(t)
+	c, s := loopback.Pair(t)
 	if err := CloseWrite(c); err != nil {
 		t.Fatal(err)
 	}

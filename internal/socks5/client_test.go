@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-dev/tether/internal/loopback"
 )
 
 // testServer is a SOCKS5 server on loopback built from this package's
@@ -22,44 +24,30 @@ type testServer struct {
 
 func startServer(t *testing.T, auth Auth, reply func(target string) []byte) *testServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	s := &testServer{addr: ln.Addr().String(), targets: make(chan string, 16)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				rw := struct {
-					io.Reader
-					io.Writer
-				}{br, c}
-				buf := make([]byte, BufSize)
-				if ServerAuth(rw, buf, auth) != nil {
-					return
-				}
-				_, target, err := ReadRequest(br, buf)
-				if err != nil {
-					return
-				}
-				s.targets <- target
-				msg := reply(target)
-				if msg[1] != byte(Succeeded) {
-					c.Write(msg)
-					return
-				}
-				c.Write(append(msg, "hello "+target+"\n"...))
-				io.Copy(c, br)
-			}()
+	s := &testServer{targets: make(chan string, 16)}
+	s.addr = loopback.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{br, c}
+		buf := make([]byte, BufSize)
+		if ServerAuth(rw, buf, auth) != nil {
+			return
 		}
-	}()
+		_, target, err := ReadRequest(br, buf)
+		if err != nil {
+			return
+		}
+		s.targets <- target
+		msg := reply(target)
+		if msg[1] != byte(Succeeded) {
+			c.Write(msg)
+			return
+		}
+		c.Write(append(msg, "hello "+target+"\n"...))
+		io.Copy(c, br)
+	})
 	return s
 }
 
@@ -133,17 +121,11 @@ func TestDial(t *testing.T) {
 }
 
 func TestDialBadTarget(t *testing.T) {
-	d := &Dialer{Proxy: "127.0.0.1:1"}
+	d := &Dialer{Proxy: loopback.Serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })}
 	for _, target := range []string{"nohost", "db:port", "db:70000", strings.Repeat("a", 256) + ":1"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Proxy = ln.Addr().String()
 		if _, err := d.DialContext(context.Background(), "tcp", target); err == nil {
 			t.Errorf("%q: no error", target)
 		}
-		ln.Close()
 	}
 	if _, err := d.DialContext(context.Background(), "udp", "db:53"); err == nil {
 		t.Error("udp: no error")
@@ -153,20 +135,7 @@ func TestDialBadTarget(t *testing.T) {
 // A server that never answers: the handshake ends with the context or the
 // handshake timeout.
 func TestDialStuckServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
+	addr := loopback.Serve(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	tests := []struct {
 		name    string
 		timeout time.Duration
@@ -186,7 +155,7 @@ func TestDialStuckServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := tt.ctx()
 			defer cancel()
-			d := &Dialer{Proxy: ln.Addr().String(), HandshakeTimeout: tt.timeout}
+			d := &Dialer{Proxy: addr, HandshakeTimeout: tt.timeout}
 			t0 := time.Now()
 			if _, err := d.DialContext(ctx, "tcp", "db:1"); err == nil {
 				t.Fatal("no error")
