@@ -10,10 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/internal/mux"
 	"github.com/tether-dev/tether/internal/relay"
-	"golang.org/x/crypto/ssh"
 )
 
 // DataConfig configures ServeData.

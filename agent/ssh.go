@@ -19,9 +19,10 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/tether-dev/tether/internal/connset"
 	"github.com/tether-dev/tether/internal/relay"
-	"golang.org/x/crypto/ssh"
 )
 
 // ErrIdleExit is returned by ServeSSH when no client was connected for
