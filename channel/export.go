@@ -7,9 +7,8 @@ import (
 )
 
 // Splice copies between a and b both ways until both directions end,
-// propagating half-closes, then closes both. It returns the bytes copied
-// a to b and b to a. Other packages that carry bytes (JDWP forwards,
-// reverse forwards) use it so that every path copies the same way.
+// propagating half-closes, then closes both (relay.Conns). It returns the
+// bytes copied a to b and b to a.
 func Splice(a, b net.Conn) (aToB, bToA int64) { return splice(a, b, nil, nil) }
 
 // SpliceCalls is Splice that also reads the HTTP calls a makes to b with
