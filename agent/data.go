@@ -14,6 +14,7 @@ import (
 
 	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/internal/mux"
+	"github.com/tether-dev/tether/internal/relay"
 )
 
 // DataConfig configures ServeData.
@@ -180,30 +181,8 @@ func refusalReason(msg string) byte {
 	return agentproto.ReasonOther
 }
 
-// pipeConns copies between a mux stream and a connection both ways, passing
-// EOF on as a half-close, and closes both when done.
+// pipeConns carries a mux stream to a connection both ways (package relay)
+// in buffers of mux.MaxFrame, so that each read fills a frame.
 func pipeConns(st *mux.Stream, conn net.Conn) {
-	var wg sync.WaitGroup
-	wg.Go(func() { // stream -> connection
-		if err := copyBuf(conn, st); err != nil {
-			conn.Close()
-			st.Close()
-			return
-		}
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-	})
-	wg.Go(func() { // connection -> stream, in frames of up to mux.MaxFrame
-		buf := make([]byte, mux.MaxFrame)
-		if _, err := io.CopyBuffer(writerOnly{st}, readerOnly{conn}, buf); err != nil {
-			st.Close()
-			conn.Close()
-			return
-		}
-		st.CloseWrite()
-	})
-	wg.Wait()
-	st.Close()
-	conn.Close()
+	relay.Conns(st, conn, relay.BufferSize(mux.MaxFrame))
 }

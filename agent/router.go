@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tether-dev/tether/internal/relay"
 )
 
 // The lane router (`tether-agent router`) stands in for a Service's pods
@@ -178,13 +180,15 @@ func (r *Router) accept(ln net.Listener, base string, cl *connListener) {
 				c.Close()
 				return
 			}
-			r.raw(&bufConn{Conn: c, r: br}, base)
+			sniffed, _ := br.Peek(br.Buffered())
+			r.raw(c, sniffed, base)
 		})
 	}
 }
 
-// raw carries a non-HTTP connection to base.
-func (r *Router) raw(c net.Conn, base string) {
+// raw carries a non-HTTP connection to base; sniffed are the bytes already
+// read from c.
+func (r *Router) raw(c net.Conn, sniffed []byte, base string) {
 	defer c.Close()
 	d := net.Dialer{Timeout: 10 * time.Second}
 	up, err := d.DialContext(r.ctx, "tcp", base)
@@ -192,24 +196,9 @@ func (r *Router) raw(c net.Conn, base string) {
 		r.log.Warn("base unreachable", "base", base, "err", err)
 		return
 	}
-	defer up.Close()
 	stop := context.AfterFunc(r.ctx, func() { c.Close(); up.Close() })
 	defer stop()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, c)
-		if tc, ok := up.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-		close(done)
-	}()
-	io.Copy(c, up)
-	if bc, ok := c.(*bufConn); ok {
-		if tc, ok := bc.Conn.(*net.TCPConn); ok {
-			tc.CloseWrite()
-		}
-	}
-	<-done
+	relay.Conns(c, up, relay.Prefix(sniffed))
 }
 
 // portHandler routes each request: to the lane's developer when its route

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/relay"
 )
 
 // The sandbox's private network.
@@ -57,8 +60,8 @@ type Sandbox struct {
 
 	mu     sync.Mutex
 	closed bool
-	stop   chan struct{}         // closed by Close
-	conns  map[net.Conn]struct{} // service ends
+	stop   chan struct{} // closed by Close
+	conns  connset.Set   // service ends
 	wg     sync.WaitGroup
 	nextID int
 }
@@ -141,23 +144,18 @@ func (s *Sandbox) Dial(ctx context.Context, network, addr string) (net.Conn, err
 		s.mu.Unlock()
 		return nil, connectFailed(msgRefused)
 	}
-	if s.conns == nil {
-		s.conns = map[net.Conn]struct{}{}
-	}
 	s.nextID++
 	local := &net.TCPAddr{IP: sandboxSelf.AsSlice(), Port: 32768 + s.nextID%28000}
 	remote := &net.TCPAddr{IP: h.IP.AsSlice(), Port: h.Port}
 	cli, srv := memPipe(local, remote)
-	s.conns[srv] = struct{}{}
+	s.conns.Add(srv) // Close closes the set after closed is set: never refused
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer func() {
 			srv.Close()
-			s.mu.Lock()
-			delete(s.conns, srv)
-			s.mu.Unlock()
+			s.conns.Remove(srv)
 		}()
 		h.serve(s, srv)
 	}()
@@ -207,24 +205,16 @@ func (s *Sandbox) Close() error {
 		close(s.stop)
 	}
 	s.closed = true
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
+	s.conns.CloseAll()
 	s.wg.Wait()
 	return nil
 }
 
 // serveEcho is db.sandbox.internal: it sends back what it reads.
 func (s *Sandbox) serveEcho(c net.Conn) {
-	if err := copyBuf(c, c); err == nil {
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
+	if _, err := io.Copy(c, c); err == nil {
+		relay.CloseWrite(c)
 	}
 }
 

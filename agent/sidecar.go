@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,9 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/relay"
+	"github.com/tether-dev/tether/internal/socks5"
 )
 
 // SidecarMark is the default firewall mark of the sidecar's own sockets
@@ -64,12 +66,11 @@ type sidecar struct {
 	cfg      SidecarConfig
 	log      *slog.Logger
 	pool     *fakePool
-	upstream string // ip:port
+	upstream *socks5.Dialer
 	dialer   *net.Dialer
 
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns connset.Set
 }
 
 // RunSidecar runs the Docker-mode sidecar in the current network namespace
@@ -112,7 +113,7 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 	if err != nil {
 		return fmt.Errorf("sidecar: %v", err)
 	}
-	s := &sidecar{cfg: cfg, log: log, pool: pool, conns: make(map[net.Conn]struct{})}
+	s := &sidecar{cfg: cfg, log: log, pool: pool}
 	s.dialer = &net.Dialer{Timeout: sidecarHandshakeTimeout, Control: markControl(cfg.Mark)}
 
 	// Resolve the upstream before DNS is redirected to ourselves.
@@ -136,7 +137,8 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 			}
 		}
 	}
-	s.upstream = net.JoinHostPort(ip.Unmap().String(), port)
+	s.upstream = &socks5.Dialer{Proxy: net.JoinHostPort(ip.Unmap().String(), port), User: cfg.User, Password: cfg.Password,
+		Dial: s.dialer.DialContext, HandshakeTimeout: sidecarHandshakeTimeout}
 
 	servers, err := readResolvConf(cfg.ResolvConf)
 	if err != nil {
@@ -151,7 +153,7 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 		}
 		fwd = append(fwd, ns)
 	}
-	log.Info("sidecar starting", "upstream", s.upstream, "domains", domains, "nameservers", fwd, "fake", pool.prefix.String())
+	log.Info("sidecar starting", "upstream", s.upstream.Proxy, "domains", domains, "nameservers", fwd, "fake", pool.prefix.String())
 
 	dns := &dnsHandler{domains: domains, pool: pool, log: log}
 	dns.forward = (&dnsForwarder{servers: fwd, dial: s.dialer.DialContext}).forward
@@ -212,25 +214,9 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 		c.Close()
 	}
 	closers = nil
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.conns.CloseAll()
 	s.wg.Wait()
 	return nil
-}
-
-func (s *sidecar) track(c net.Conn) {
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-}
-
-func (s *sidecar) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
 }
 
 func (s *sidecar) serveTCP(ctx context.Context, ln net.Listener) {
@@ -259,8 +245,10 @@ func refuse(c *net.TCPConn) {
 
 // serveConn carries one intercepted connection to the upstream.
 func (s *sidecar) serveConn(ctx context.Context, c *net.TCPConn) {
-	s.track(c)
-	defer s.untrack(c)
+	if !s.conns.Add(c) {
+		return // stopping
+	}
+	defer s.conns.Remove(c)
 	dst, err := originalDst(c)
 	if err != nil {
 		s.log.Debug("sidecar: no original destination", "client", c.RemoteAddr().String(), "err", err)
@@ -282,170 +270,17 @@ func (s *sidecar) serveConn(ctx context.Context, c *net.TCPConn) {
 		}
 		target = net.JoinHostPort(name, strconv.Itoa(int(dst.Port())))
 	}
-	up, pre, err := s.dialSOCKS(ctx, target)
+	up, err := s.upstream.DialContext(ctx, "tcp", target)
 	if err != nil {
 		s.log.Info("sidecar: connect failed", "target", target, "err", err)
 		refuse(c)
 		return
 	}
-	s.track(up)
-	defer s.untrack(up)
+	if !s.conns.Add(up) {
+		c.Close()
+		return // stopping
+	}
+	defer s.conns.Remove(up)
 	s.log.Debug("sidecar: connected", "target", target)
-	sidecarSplice(c, up, pre)
-}
-
-// socksError is a SOCKS5 failure reply.
-type socksError byte
-
-func (e socksError) Error() string {
-	msgs := map[socksError]string{1: "general failure", 2: "not allowed", 3: "network unreachable",
-		4: "host unreachable", 5: "connection refused", 6: "TTL expired", 7: "command not supported", 8: "address type not supported"}
-	if m, ok := msgs[e]; ok {
-		return "socks5: " + m
-	}
-	return fmt.Sprintf("socks5: reply %d", byte(e))
-}
-
-// dialSOCKS connects to target ("host:port", host a name or an IP) through
-// the upstream SOCKS5 server. The returned bytes were read after the reply
-// and belong to the stream.
-func (s *sidecar) dialSOCKS(ctx context.Context, target string) (net.Conn, []byte, error) {
-	conn, err := s.dialer.DialContext(ctx, "tcp", s.upstream)
-	if err != nil {
-		return nil, nil, err
-	}
-	conn.SetDeadline(time.Now().Add(sidecarHandshakeTimeout))
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	pre, err := socksConnect(conn, s.cfg.User, s.cfg.Password, target)
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	conn.SetDeadline(time.Time{})
-	return conn, pre, nil
-}
-
-// socksConnect runs a SOCKS5 handshake with username/password authentication
-// and a CONNECT to target on conn.
-func socksConnect(conn net.Conn, user, pass, target string) ([]byte, error) {
-	host, portStr, err := net.SplitHostPort(target)
-	if err != nil {
-		return nil, err
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("bad port in %q", target)
-	}
-	req := []byte{5, 1, 0}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		ip = ip.Unmap()
-		if ip.Is4() {
-			req = append(req, 1)
-		} else {
-			req = append(req, 4)
-		}
-		req = append(req, ip.AsSlice()...)
-	} else {
-		if len(host) > 255 {
-			return nil, errors.New("socks5: host name too long")
-		}
-		req = append(req, 3, byte(len(host)))
-		req = append(req, host...)
-	}
-	req = append(req, byte(port>>8), byte(port))
-
-	br := bufio.NewReader(conn)
-	if _, err := conn.Write([]byte{5, 1, 2}); err != nil {
-		return nil, err
-	}
-	var b [4]byte
-	if _, err := io.ReadFull(br, b[:2]); err != nil {
-		return nil, err
-	}
-	if b[0] != 5 || b[1] != 2 {
-		return nil, errors.New("socks5: the server refused username/password authentication")
-	}
-	auth := append([]byte{1, byte(len(user))}, user...)
-	auth = append(auth, byte(len(pass)))
-	auth = append(auth, pass...)
-	if _, err := conn.Write(auth); err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(br, b[:2]); err != nil {
-		return nil, err
-	}
-	if b[1] != 0 {
-		return nil, errors.New("socks5: authentication failed")
-	}
-	if _, err := conn.Write(req); err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(br, b[:4]); err != nil {
-		return nil, err
-	}
-	if b[0] != 5 {
-		return nil, errors.New("socks5: bad reply")
-	}
-	if b[1] != 0 {
-		return nil, socksError(b[1])
-	}
-	var skip int
-	switch b[3] {
-	case 1:
-		skip = 4 + 2
-	case 4:
-		skip = 16 + 2
-	case 3:
-		l, err := br.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		skip = int(l) + 2
-	default:
-		return nil, errors.New("socks5: bad address type in reply")
-	}
-	if _, err := br.Discard(skip); err != nil {
-		return nil, err
-	}
-	var pre []byte
-	if n := br.Buffered(); n > 0 {
-		pre, _ = br.Peek(n)
-		pre = append([]byte(nil), pre...)
-	}
-	return pre, nil
-}
-
-// sidecarSplice copies between the app's connection and the upstream until
-// both directions end, propagating half-closes, then closes both.
-func sidecarSplice(app, up net.Conn, pre []byte) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, err := io.Copy(up, app)
-		sidecarEnd(up, app, err)
-	}()
-	var err error
-	if len(pre) > 0 {
-		_, err = app.Write(pre)
-	}
-	if err == nil {
-		_, err = io.Copy(app, up)
-	}
-	sidecarEnd(app, up, err)
-	<-done
-	app.Close()
-	up.Close()
-}
-
-// sidecarEnd half-closes dst after a clean EOF from src; on error it closes
-// both, which stops the other direction too.
-func sidecarEnd(dst, src net.Conn, err error) {
-	if err == nil {
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			return
-		}
-	}
-	dst.Close()
-	src.Close()
+	relay.Conns(c, up)
 }

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"github.com/tether-dev/tether/internal/fakecloud"
+	"github.com/tether-dev/tether/internal/relay"
 
 	"bufio"
 	"bytes"
@@ -223,14 +224,14 @@ func TestSidecarNetNS(t *testing.T) {
 	// an echo server, and a relay from the veth address to the channel's
 	// loopback SOCKS port.
 	ch, rt := scStartChannel(t, "203.0.113.9:81")
-	relay, err := net.Listen("tcp", net.JoinHostPort(hostIP.String(), "0"))
+	fwd, err := net.Listen("tcp", net.JoinHostPort(hostIP.String(), "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { relay.Close() })
+	t.Cleanup(func() { fwd.Close() })
 	go func() {
 		for {
-			c, err := relay.Accept()
+			c, err := fwd.Accept()
 			if err != nil {
 				return
 			}
@@ -240,7 +241,7 @@ func TestSidecarNetNS(t *testing.T) {
 					c.Close()
 					return
 				}
-				sidecarSplice(c, up, nil)
+				relay.Conns(c, up)
 			}()
 		}
 	}()
@@ -275,7 +276,7 @@ func TestSidecarNetNS(t *testing.T) {
 	// The sidecar.
 	var stderr syncBuffer
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "sidecar",
-		"--upstream", relay.Addr().String(), "--domains", "vpc.internal,b.local", "--log-level", "debug")
+		"--upstream", fwd.Addr().String(), "--domains", "vpc.internal,b.local", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "TETHER_SOCKS_USER="+ch.Username(), "TETHER_SOCKS_PASSWORD="+ch.Password())
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/loopback"
+	"github.com/tether-dev/tether/internal/socks5"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -109,19 +112,12 @@ func scRoundTrip(t testing.TB, c net.Conn, msg string) string {
 
 func TestSOCKSConnect(t *testing.T) {
 	ch, rt := scStartChannel(t, "203.0.113.9:81")
-	s := &sidecar{
-		cfg:      SidecarConfig{User: ch.Username(), Password: ch.Password()},
-		upstream: ch.SOCKSAddr(),
-		dialer:   &net.Dialer{},
-	}
+	s := &sidecar{upstream: &socks5.Dialer{Proxy: ch.SOCKSAddr(), User: ch.Username(), Password: ch.Password()}}
 	ctx := context.Background()
 	for _, target := range []string{"db.vpc.internal:5432", "203.0.113.7:80", "[2001:db8::7]:443"} {
-		up, pre, err := s.dialSOCKS(ctx, target)
+		up, err := s.upstream.DialContext(ctx, "tcp", target)
 		if err != nil {
 			t.Fatalf("%s: %v", target, err)
-		}
-		if len(pre) != 0 {
-			t.Errorf("unexpected early bytes %q", pre)
 		}
 		if got := scRoundTrip(t, up, "hello "+target); got != "hello "+target+"|eof" {
 			t.Errorf("%s: got %q", target, got)
@@ -133,13 +129,35 @@ func TestSOCKSConnect(t *testing.T) {
 		t.Errorf("tunnel dialled %q, want %q", got, want)
 	}
 
-	_, _, err := s.dialSOCKS(ctx, "203.0.113.9:81")
-	if se, ok := err.(socksError); !ok || se != 5 {
+	_, err := s.upstream.DialContext(ctx, "tcp", "203.0.113.9:81")
+	if re := (*socks5.ReplyError)(nil); !errors.As(err, &re) || re.Reply != socks5.ConnectionRefused {
 		t.Errorf("refused target: err %v, want connection refused", err)
 	}
-	s.cfg.Password = "wrong"
-	if _, _, err := s.dialSOCKS(ctx, "203.0.113.7:80"); err == nil {
+	s.upstream.Password = "wrong"
+	if _, err := s.upstream.DialContext(ctx, "tcp", "203.0.113.7:80"); err == nil {
 		t.Error("wrong password accepted")
+	}
+}
+
+// TestSidecarConnAfterStop: a connection that the sidecar accepts while it
+// stops (after it closed the live ones) is closed, not carried or leaked.
+func TestSidecarConnAfterStop(t *testing.T) {
+	app, c := loopback.Pair(t)
+	s := &sidecar{log: slog.New(slog.DiscardHandler)}
+	s.conns.CloseAll() // what RunSidecar does when it stops
+	done := make(chan struct{})
+	go func() { s.serveConn(context.Background(), c); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveConn went on after the sidecar stopped")
+	}
+	app.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := app.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the app's connection: read err %v, want EOF", err)
+	}
+	if n := s.conns.Len(); n != 0 {
+		t.Errorf("%d connections left in the set", n)
 	}
 }
 

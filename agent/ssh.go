@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/relay"
 )
 
 // ErrIdleExit is returned by ServeSSH when no client was connected for
@@ -121,8 +124,7 @@ func ServeSSH(ctx context.Context, ln net.Listener, cfg SSHServerConfig) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if !s.track(c) {
-			c.Close()
+		if !s.conns.Add(c) {
 			break
 		}
 		s.wg.Go(func() { s.handleConn(ctx, c) })
@@ -148,14 +150,14 @@ type server struct {
 
 	mu        sync.Mutex
 	closed    bool
-	conns     map[net.Conn]struct{}
+	conns     connset.Set
 	clients   int
 	idleSince time.Time
 	idleTimer *time.Timer
 }
 
 func newServer(cfg SSHServerConfig) *server {
-	s := &server{cfg: cfg, log: cfg.Logger, conns: map[net.Conn]struct{}{}}
+	s := &server{cfg: cfg, log: cfg.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -195,37 +197,14 @@ func newServer(cfg SSHServerConfig) *server {
 	return s
 }
 
-// track registers a raw connection so that shutdown closes it.
-func (s *server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-}
-
 func (s *server) shutdown() {
 	s.mu.Lock()
 	s.closed = true
 	if s.idleTimer != nil {
 		s.idleTimer.Stop()
 	}
-	conns := make([]net.Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
 	s.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
+	s.conns.CloseAll()
 }
 
 // Idle exit.
@@ -288,7 +267,7 @@ type client struct {
 }
 
 func (s *server) handleConn(ctx context.Context, raw net.Conn) {
-	defer s.untrack(raw)
+	defer s.conns.Remove(raw)
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(handshakeTimeout))
 	sconn, chans, reqs, err := ssh.NewServerConn(raw, s.sc)
@@ -539,43 +518,10 @@ func (c *client) openForwarded(f *forward, conn net.Conn) {
 	pipe(ch, reqs, conn)
 }
 
-// Copying.
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
-type readerOnly struct{ io.Reader }
-type writerOnly struct{ io.Writer }
-
-func copyBuf(dst io.Writer, src io.Reader) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	// The wrappers hide ReadFrom/WriteTo so that our buffer is used.
-	_, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
-	return err
-}
-
-// pipe copies between an SSH channel and a connection both ways, passing
-// EOF on as a half-close, and returns when both are closed.
+// pipe carries an SSH channel to a connection both ways (package relay),
+// and returns when both are closed.
 func pipe(ch ssh.Channel, reqs <-chan *ssh.Request, conn net.Conn) {
-	var wg sync.WaitGroup
-	toConnDone := make(chan struct{})
-	wg.Go(func() { // channel -> connection
-		defer close(toConnDone)
-		if err := copyBuf(conn, ch); err != nil {
-			conn.Close()
-			return
-		}
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
-	})
-	wg.Go(func() { // connection -> channel
-		if err := copyBuf(ch, conn); err != nil {
-			ch.Close()
-			return
-		}
-		ch.CloseWrite()
-	})
+	toConn := &writeEnd{Conn: conn, done: make(chan struct{})}
 	reqsDone := make(chan struct{})
 	go func() {
 		defer close(reqsDone)
@@ -586,11 +532,28 @@ func pipe(ch ssh.Channel, reqs <-chan *ssh.Request, conn net.Conn) {
 		}
 		// The client closed the channel (or the connection ended): once
 		// the data already received is written, stop the other direction.
-		<-toConnDone
+		<-toConn.done
 		conn.Close()
 	}()
-	wg.Wait()
-	ch.Close()
-	conn.Close()
+	relay.Conns(ch, toConn, relay.BufferSize(copyBufSize))
 	<-reqsDone
+}
+
+// writeEnd is the connection an SSH channel is carried to; done is closed
+// once the channel's data has all been written to it (the relay
+// half-closes or closes it).
+type writeEnd struct {
+	net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (w *writeEnd) CloseWrite() error {
+	defer w.once.Do(func() { close(w.done) })
+	return relay.CloseWrite(w.Conn)
+}
+
+func (w *writeEnd) Close() error {
+	defer w.once.Do(func() { close(w.done) })
+	return w.Conn.Close()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/calls"
+	"github.com/tether-dev/tether/internal/connset"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -115,7 +116,7 @@ type Channel struct {
 
 	mu       sync.Mutex
 	closed   bool
-	conns    map[net.Conn]struct{} // live conns owned by us: clients and upstreams
+	conns    connset.Set // live conns owned by us: clients and upstreams
 	wg       sync.WaitGroup
 	failures []Record // ring of the last maxFailures failures, under mu
 
@@ -162,7 +163,6 @@ func Start(ctx context.Context, cfg Config) (*Channel, error) {
 		pass:    []byte(pass),
 		userStr: user,
 		passStr: pass,
-		conns:   make(map[net.Conn]struct{}),
 	}
 	// Both listeners are on loopback: TCP keepalive probes are useless there
 	// and enabling them costs four setsockopt calls per accepted connection.
@@ -239,16 +239,12 @@ func (c *Channel) Close() error {
 		c.stopAfter()
 		c.mu.Lock()
 		c.closed = true
-		conns := c.conns
-		c.conns = nil
 		c.mu.Unlock()
 
 		c.cancel()
 		err1 := c.socksLn.Close()
 		err2 := c.httpSrv.Close() // closes httpLn and the non-hijacked client conns
-		for conn := range conns {
-			conn.Close()
-		}
+		c.conns.CloseAll()
 		c.transport.CloseIdleConnections()
 		c.wg.Wait()
 		c.transport.CloseIdleConnections()
@@ -273,22 +269,16 @@ func (c *Channel) enter() bool {
 	return true
 }
 
-// track registers a live conn that Close must close; false once closed.
+// track registers a live conn that Close must close; false once closed
+// (conn is left open: the caller answers its client first). Close sets
+// closed under mu before it closes the set, so the set never refuses here.
 func (c *Channel) track(conn net.Conn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return false
-	}
-	c.conns[conn] = struct{}{}
-	return true
+	return !c.closed && c.conns.Add(conn)
 }
 
-func (c *Channel) untrack(conn net.Conn) {
-	c.mu.Lock()
-	delete(c.conns, conn)
-	c.mu.Unlock()
-}
+func (c *Channel) untrack(conn net.Conn) { c.conns.Remove(conn) }
 
 func (c *Channel) acceptLoop(ln net.Listener) {
 	var backoff time.Duration

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"github.com/tether-dev/tether/internal/socks5"
 )
 
 func socksDialer(t testing.TB, c *Channel) proxy.ContextDialer {
@@ -245,7 +247,7 @@ func TestSOCKSCommandNotSupported(t *testing.T) {
 		conn.SetDeadline(time.Now().Add(30 * time.Second))
 		socksGreet(t, conn, 2)
 		socksLogin(t, conn, c.Username(), c.Password())
-		if rep := socksConnect(t, conn, cmd, "echo.vpc.internal", 1); rep != repCmdNotSupported {
+		if rep := socksConnect(t, conn, cmd, "echo.vpc.internal", 1); rep != socks5.CommandNotSupported {
 			t.Errorf("command %d: reply %#x, want 0x07", cmd, rep)
 		}
 		expectEOF(t, conn)
@@ -261,14 +263,14 @@ func TestSOCKSErrorMapping(t *testing.T) {
 	p, _ := strconv.Atoi(closed)
 	tests := []struct {
 		host    string
-		rep     byte
+		rep     socks5.Reply
 		route   string
 		errText string
 	}{
-		{"echo.vpc.internal", repConnectionRefused, RouteTunnel, "echo.vpc.internal:" + closed + " refused by the proxy machine"},
-		{"nosuch.vpc.internal", repHostUnreachable, RouteTunnel, "nosuch.vpc.internal: no such host on the proxy machine"},
-		{"10.10.9.9", repHostUnreachable, RouteTunnel, "10.10.9.9:" + closed + " unreachable from the proxy machine"},
-		{"127.0.0.1", repConnectionRefused, RouteDirect, "connection refused"},
+		{"echo.vpc.internal", socks5.ConnectionRefused, RouteTunnel, "echo.vpc.internal:" + closed + " refused by the proxy machine"},
+		{"nosuch.vpc.internal", socks5.HostUnreachable, RouteTunnel, "nosuch.vpc.internal: no such host on the proxy machine"},
+		{"10.10.9.9", socks5.HostUnreachable, RouteTunnel, "10.10.9.9:" + closed + " unreachable from the proxy machine"},
+		{"127.0.0.1", socks5.ConnectionRefused, RouteDirect, "connection refused"},
 	}
 	for i, tt := range tests {
 		conn, rep := socksOpen(t, c, tt.host, uint16(p))
@@ -544,42 +546,11 @@ func TestDialTimeout(t *testing.T) {
 	c, _, rec := startChannel(t, func(cfg *Config) { cfg.Tunnel = bt; cfg.DialTimeout = 50 * time.Millisecond })
 	conn, rep := socksOpen(t, c, "echo.vpc.internal", 80)
 	<-bt.started
-	if rep != repHostUnreachable {
+	if rep != socks5.HostUnreachable {
 		t.Errorf("reply %#x, want host unreachable", rep)
 	}
 	expectEOF(t, conn)
 	if r := rec.wait(t, 1)[0]; !strings.Contains(r.Err, "deadline") {
 		t.Errorf("record %+v", r)
-	}
-}
-
-func TestSpliceWithoutHalfClose(t *testing.T) {
-	// net.Pipe cannot half-close: when the app stops sending, both sides end.
-	app, appPeer := net.Pipe()
-	target, targetPeer := net.Pipe()
-	done := make(chan [2]int64)
-	go func() {
-		s, r := splice(appPeer, targetPeer, []byte("pre"), nil)
-		done <- [2]int64{s, r}
-	}()
-	go func() {
-		b := make([]byte, 8)
-		n, _ := io.ReadFull(target, b)
-		target.Write(b[:n])
-		io.Copy(io.Discard, target)
-	}()
-	app.Write([]byte("12345"))
-	b := make([]byte, 8)
-	if _, err := io.ReadFull(app, b); err != nil || string(b) != "pre12345" {
-		t.Fatalf("read %q, %v", b, err)
-	}
-	app.Close()
-	select {
-	case n := <-done:
-		if n != [2]int64{8, 8} {
-			t.Errorf("counts %v", n)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("splice did not end")
 	}
 }

@@ -7,16 +7,10 @@ import (
 )
 
 // Splice copies between a and b both ways until both directions end,
-// propagating half-closes, then closes both. It returns the bytes copied
-// a to b and b to a. Other packages that carry bytes (JDWP forwards,
-// reverse forwards) use it so that every path copies the same way.
+// propagating half-closes, then closes both (relay.Conns). It returns the
+// bytes copied a to b and b to a.
 func Splice(a, b net.Conn) (aToB, bToA int64) { return splice(a, b, nil, nil) }
 
 // SpliceCalls is Splice that also reads the HTTP calls a makes to b with
 // obs (nil: none), and ends obs.
 func SpliceCalls(a, b net.Conn, obs *calls.Conn) (aToB, bToA int64) { return splice(a, b, nil, obs) }
-
-// SameUserPeer reports whether the other end of a loopback TCP connection
-// is a socket owned by this process's user. Listeners that cannot carry
-// credentials (a JDWP port, a DAP port) accept only such peers.
-func SameUserPeer(c net.Conn) bool { return sameUserPeer(c) }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/internal/socks5"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -203,7 +204,7 @@ func socksLogin(t testing.TB, conn net.Conn, user, pass string) byte {
 
 // socksConnect sends a request with a domain address (or an IPv4 one if host
 // parses as IPv4) and returns the reply code.
-func socksConnect(t testing.TB, conn net.Conn, cmd byte, host string, port uint16) byte {
+func socksConnect(t testing.TB, conn net.Conn, cmd byte, host string, port uint16) socks5.Reply {
 	t.Helper()
 	msg := []byte{5, cmd, 0}
 	if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() {
@@ -223,11 +224,11 @@ func socksConnect(t testing.TB, conn net.Conn, cmd byte, host string, port uint1
 	if b[0] != 5 || b[3] != 1 {
 		t.Fatalf("reply %v", b)
 	}
-	return b[1]
+	return socks5.Reply(b[1])
 }
 
 // socksOpen logs in to c and connects to host:port, returning the reply.
-func socksOpen(t testing.TB, c *Channel, host string, port uint16) (net.Conn, byte) {
+func socksOpen(t testing.TB, c *Channel, host string, port uint16) (net.Conn, socks5.Reply) {
 	t.Helper()
 	conn, err := net.Dial("tcp", c.SOCKSAddr())
 	if err != nil {

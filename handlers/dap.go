@@ -6,8 +6,8 @@ import (
 	"net"
 	"sync"
 
-	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/debugadapter"
+	"github.com/tether-dev/tether/internal/peercred"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -75,7 +75,7 @@ func acceptDAP(ctx context.Context, env *Env, ln net.Listener, log interface {
 			return
 		}
 		// No credentials in DAP: only this user's processes may connect.
-		if !channel.SameUserPeer(c) {
+		if !peercred.SameUser(c) {
 			log.Warn("refused a DAP connection from another user", "peer", c.RemoteAddr().String())
 			c.Close()
 			continue

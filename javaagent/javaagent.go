@@ -44,6 +44,8 @@ import (
 
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/peercred"
 )
 
 //go:embed all:dist
@@ -126,7 +128,7 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  connset.Set
 	byName map[string]netip.Addr
 	byAddr map[netip.Addr]string
 	next   netip.Addr
@@ -170,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, token: hex.EncodeToString(tok[:]), conns: map[net.Conn]struct{}{},
+	s := &Server{cfg: cfg, log: log, token: hex.EncodeToString(tok[:]),
 		byName: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}, next: cfg.FakeRange.Addr().Next()}
 	if Available() {
 		p, err := extractJar(cfg.JarDir)
@@ -264,30 +266,12 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	for c := range s.conns {
-		c.Close()
-	}
 	s.mu.Unlock()
+	s.conns.CloseAll()
 	s.cancel()
 	err := s.ln.Close()
 	s.wg.Wait()
 	return err
-}
-
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
 }
 
 func (s *Server) acceptLoop() {
@@ -305,14 +289,13 @@ func (s *Server) acceptLoop() {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if !s.track(c) {
-			c.Close()
+		if !s.conns.Add(c) {
 			return
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.untrack(c)
+			defer s.conns.Remove(c)
 			defer c.Close()
 			s.serve(c)
 		}()
@@ -578,14 +561,13 @@ func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name, frame strin
 			s.onConn(Conn{Target: target, Name: name, Err: fmt.Errorf("tether: the app did not connect to its forward within %s", oneShotTimeout)})
 			return
 		}
-		if !channel.SameUserPeer(c) {
+		if !peercred.SameUser(c) {
 			s.log.Warn("java agent: connection from another user refused", "remote", c.RemoteAddr())
 			c.Close()
 			continue
 		}
 		ln.Close()
-		if !s.track(c) {
-			c.Close()
+		if !s.conns.Add(c) {
 			up.Close()
 			return
 		}
@@ -595,7 +577,7 @@ func (s *Server) oneShot(ln net.Listener, up net.Conn, target, name, frame strin
 			obs = calls.NewConn(calls.Info{Target: target, Opener: frame, Via: "javaagent"}, s.cfg.OnCall)
 		}
 		sent, received := channel.SpliceCalls(c, up, obs)
-		s.untrack(c)
+		s.conns.Remove(c)
 		s.onConn(Conn{Target: target, Name: name, Sent: sent, Received: received, Duration: time.Since(start), Frame: frame})
 		return
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/connset"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
 	"github.com/tether-dev/tether/workspace"
@@ -50,7 +51,7 @@ type exposer struct {
 
 	mu     sync.Mutex
 	items  []*exposure
-	conns  connSet
+	conns  connset.Set
 	onCall func(calls.Call) // nil: calls are not read
 }
 
@@ -190,10 +191,10 @@ func (e *exposer) serve(it *exposure) {
 
 func (e *exposer) carry(c net.Conn, localPort int) {
 	defer e.wg.Done()
-	if !e.conns.add(c) {
+	if !e.conns.Add(c) {
 		return
 	}
-	defer e.conns.remove(c)
+	defer e.conns.Remove(c)
 	d := net.Dialer{Timeout: 5 * time.Second}
 	local, err := d.DialContext(e.ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(localPort)))
 	if err != nil {
@@ -234,7 +235,7 @@ func (e *exposer) Close() {
 		}
 	}
 	e.mu.Unlock()
-	e.conns.closeAll()
+	e.conns.CloseAll()
 	e.wg.Wait()
 }
 

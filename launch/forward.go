@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/peercred"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
 	"github.com/tether-dev/tether/workspace"
@@ -31,7 +33,7 @@ type Forward struct {
 	once    sync.Once
 	done    chan struct{}
 	wg      sync.WaitGroup
-	conns   connSet
+	conns   connset.Set
 }
 
 // OpenForward opens a tunnel to px and a loopback listener (localPort 0 =
@@ -76,18 +78,18 @@ func (f *Forward) accept() {
 		if err != nil {
 			return
 		}
-		if !channel.SameUserPeer(c) {
+		if !peercred.SameUser(c) {
 			f.log.Warn("forward: refused a connection from another user", "client", c.RemoteAddr().String())
 			c.Close()
 			continue
 		}
-		if !f.conns.add(c) {
+		if !f.conns.Add(c) {
 			return
 		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			defer f.conns.remove(c)
+			defer f.conns.Remove(c)
 			up, err := f.tun.Dial(context.Background(), "tcp", f.Target)
 			if err != nil {
 				f.log.Warn("forward: dial failed", "target", f.Target, "err", err)
@@ -108,7 +110,7 @@ func (f *Forward) Close() error {
 	f.once.Do(func() {
 		f.unwatch()
 		f.ln.Close()
-		f.conns.closeAll()
+		f.conns.CloseAll()
 		if f.ownTun {
 			f.tun.Close()
 		}

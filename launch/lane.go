@@ -13,6 +13,7 @@ import (
 
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/connset"
 	"github.com/tether-dev/tether/plugins/kubernetes"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
@@ -55,7 +56,7 @@ type laneService struct {
 	state     string
 	err       string
 	fallbacks int64
-	conns     connSet
+	conns     connset.Set
 }
 
 // laneTunnel adds the lane header to the app's HTTP requests through the
@@ -198,11 +199,10 @@ func (ls *laneSession) serve(s *laneService, ln net.Listener) {
 			return
 		}
 		ls.wg.Go(func() {
-			if !s.conns.add(c) {
-				c.Close()
+			if !s.conns.Add(c) {
 				return
 			}
-			defer s.conns.remove(c)
+			defer s.conns.Remove(c)
 			d := net.Dialer{Timeout: 3 * time.Second}
 			local, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.spec.LocalPort)))
 			if err != nil {
@@ -249,7 +249,9 @@ func (ls *laneSession) Stop() {
 			if ln != nil {
 				ln.Close()
 			}
-			s.conns.drain(10 * time.Second)
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			s.conns.Drain(dctx)
+			cancel()
 			if last {
 				ls.log.Info("last lane of the Service stopped: restoring it", "service", s.spec.Service)
 				if err := kubernetes.RestoreService(ctx, ls.cfg, s.spec.Service); err != nil {
@@ -320,18 +322,4 @@ func restoreIdleRouters(cfg kubernetes.Config, log *slog.Logger) {
 			log.Debug("checking idle lane routers", "err", err)
 		}
 	}()
-}
-
-// drain waits up to d for the set's connections to end, then closes the
-// rest.
-func (s *connSet) drain(d time.Duration) {
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		s.mu.Lock()
-		n := len(s.m)
-		s.mu.Unlock()
-		if n == 0 {
-			break
-		}
-	}
-	s.closeAll()
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +21,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tether-dev/tether/agent"
+	"github.com/tether-dev/tether/internal/relay"
+	"github.com/tether-dev/tether/internal/socks5"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/tunnel"
 	"github.com/tether-dev/tether/workspace"
@@ -399,7 +400,7 @@ func TestSampleApp(t *testing.T) {
 	}
 	port, _ := strconv.Atoi(m[2])
 	tun := openTunnel(t, dir, port)
-	socks := socks5(t, tun.Dial)
+	socks := socksProxy(t, tun.Dial)
 	cmd := exec.Command(java, "-DsocksProxyHost=127.0.0.1", "-DsocksProxyPort="+strconv.Itoa(socks),
 		"-cp", classes, "Sample")
 	out, err := cmd.CombinedOutput()
@@ -413,9 +414,9 @@ func TestSampleApp(t *testing.T) {
 	p.stop(t)
 }
 
-// socks5 serves a minimal SOCKS5 proxy (no auth, CONNECT) on loopback that
-// dials through dial, and returns its port.
-func socks5(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) int {
+// socksProxy serves a minimal SOCKS5 proxy (no auth, CONNECT) on loopback
+// that dials through dial, and returns its port.
+func socksProxy(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -432,45 +433,27 @@ func socks5(t *testing.T, dial func(ctx context.Context, network, addr string) (
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(30 * time.Second))
 				br := bufio.NewReader(c)
-				hdr := make([]byte, 2)
-				if _, err := io.ReadFull(br, hdr); err != nil || hdr[0] != 5 {
+				rw := struct {
+					io.Reader
+					io.Writer
+				}{br, c}
+				buf := make([]byte, socks5.BufSize)
+				if socks5.ServerAuth(rw, buf, socks5.Auth{NoAuth: func() bool { return true }}) != nil {
 					return
 				}
-				io.CopyN(io.Discard, br, int64(hdr[1]))
-				c.Write([]byte{5, 0})
-				req := make([]byte, 4)
-				if _, err := io.ReadFull(br, req); err != nil || req[1] != 1 {
-					return
-				}
-				var host string
-				switch req[3] {
-				case 1:
-					ip := make([]byte, 4)
-					io.ReadFull(br, ip)
-					host = net.IP(ip).String()
-				case 3:
-					n, _ := br.ReadByte()
-					name := make([]byte, n)
-					io.ReadFull(br, name)
-					host = string(name)
-				default:
-					return
-				}
-				var port uint16
-				binary.Read(br, binary.BigEndian, &port)
-				up, err := dial(context.Background(), "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+				_, target, err := socks5.ReadRequest(br, buf)
 				if err != nil {
-					c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0})
 					return
 				}
-				defer up.Close()
-				c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0})
+				up, err := dial(context.Background(), "tcp", target)
+				if err != nil {
+					socks5.WriteReply(c, socks5.ConnectionRefused)
+					return
+				}
+				socks5.WriteReply(c, socks5.Succeeded)
 				c.SetDeadline(time.Time{})
-				done := make(chan struct{})
-				go func() { io.Copy(up, br); up.(interface{ CloseWrite() error }).CloseWrite(); close(done) }()
-				io.Copy(c, up)
-				c.(*net.TCPConn).CloseWrite()
-				<-done
+				pre, _ := br.Peek(br.Buffered())
+				relay.Conns(c, up, relay.Prefix(pre))
 			})
 		}
 	})

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+
+	"github.com/tether-dev/tether/internal/connset"
 )
 
 // PseudoRandom returns the n bytes that GET /bytes?n=N serves, so that tests
@@ -65,8 +67,7 @@ func (c *Cloud) startServices() error {
 // waits for the connection goroutines.
 func serveEcho(ln net.Listener) func() {
 	var (
-		mu    sync.Mutex
-		conns = map[net.Conn]bool{}
+		conns connset.Set
 		wg    sync.WaitGroup
 	)
 	wg.Add(1)
@@ -77,27 +78,21 @@ func serveEcho(ln net.Listener) func() {
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns[conn] = true
-			mu.Unlock()
+			if !conns.Add(conn) {
+				return
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				_, _ = io.Copy(conn, conn)
 				conn.Close()
-				mu.Lock()
-				delete(conns, conn)
-				mu.Unlock()
+				conns.Remove(conn)
 			}()
 		}
 	}()
 	return func() {
 		ln.Close()
-		mu.Lock()
-		for conn := range conns {
-			conn.Close()
-		}
-		mu.Unlock()
+		conns.CloseAll()
 		wg.Wait()
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/tether-dev/tether/internal/relay"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -595,12 +596,7 @@ func (s *stream) Close() error {
 }
 
 // CloseWrite half-closes the stream (sends EOF to the far side).
-func (s *stream) CloseWrite() error {
-	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.New("half-close not supported")
-}
+func (s *stream) CloseWrite() error { return relay.CloseWrite(s.Conn) }
 
 // State reports the current state.
 func (t *Tunnel) State() tunnel.State {

@@ -1,4 +1,4 @@
-package channel
+package peercred
 
 import (
 	"bufio"
@@ -10,34 +10,68 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// sameUserPeer reports whether the other end of an accepted loopback
-// connection is a socket of this process's user. It asks the kernel for
-// that one socket (NETLINK_SOCK_DIAG exact lookup, ~tens of µs) and falls
-// back to scanning /proc/thread-self/net/tcp{,6}, which costs milliseconds
-// on a machine with thousands of sockets. Both run on a locked thread and
-// see that thread's network namespace: /proc/self/net shows the main
-// thread's, which a process that moved its main thread elsewhere (the
-// namespace fake cloud of the tests can) would get wrong.
-func sameUserPeer(c net.Conn) bool {
+func get(c net.Conn) (Cred, error) {
+	if _, ok := c.LocalAddr().(*net.UnixAddr); ok {
+		return unixPeer(c)
+	}
 	remote, ok1 := c.RemoteAddr().(*net.TCPAddr)
 	local, ok2 := c.LocalAddr().(*net.TCPAddr)
 	if !ok1 || !ok2 || !remote.IP.IsLoopback() {
-		return false
+		return Cred{}, ErrNotLocal
 	}
+	uid, err := tcpUID(remote, local)
+	if err != nil {
+		return Cred{}, err
+	}
+	return Cred{UID: uid}, nil
+}
+
+// unixPeer asks the kernel for the credentials the peer had when it
+// connected (SO_PEERCRED).
+func unixPeer(c net.Conn) (Cred, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return Cred{}, ErrNotLocal
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return Cred{}, err
+	}
+	var uc *unix.Ucred
+	var uerr error
+	if err := rc.Control(func(fd uintptr) {
+		uc, uerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return Cred{}, err
+	}
+	if uerr != nil {
+		return Cred{}, fmt.Errorf("peercred: SO_PEERCRED: %w", uerr)
+	}
+	return Cred{UID: int(uc.Uid), PID: int(uc.Pid)}, nil
+}
+
+// tcpUID finds the owner of the socket remote->local (the peer's end of
+// an accepted loopback connection). It asks the kernel for that one
+// socket (NETLINK_SOCK_DIAG exact lookup, ~tens of µs) and falls back to
+// scanning /proc/thread-self/net/tcp{,6}, which costs milliseconds on a
+// machine with thousands of sockets. Both run on a locked thread and see
+// that thread's network namespace: /proc/self/net shows the main thread's,
+// which a process that moved its main thread elsewhere (the namespace fake
+// cloud of the tests can) would get wrong.
+func tcpUID(remote, local *net.TCPAddr) (int, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	uid, err := diagUID(remote, local)
 	if err != nil {
 		uid, err = procUID(remote, local)
 	}
-	return err == nil && uid == os.Getuid()
+	return uid, err
 }
-
-var errNotFound = errors.New("socket not found")
 
 // diagUID looks up the socket src->dst with sock_diag (AF_INET, then
 // AF_INET6 with v4-mapped addresses for dual-stack sockets).
@@ -58,11 +92,11 @@ func diagUID(src, dst *net.TCPAddr) (int, error) {
 		if err == nil {
 			return uid, nil
 		}
-		if !errors.Is(err, errNotFound) {
+		if !errors.Is(err, ErrNotFound) {
 			return 0, err
 		}
 	}
-	return 0, errNotFound
+	return 0, ErrNotFound
 }
 
 func diagQuery(fd int, fam uint8, src, dst *net.TCPAddr) (int, error) {
@@ -102,7 +136,7 @@ func diagQuery(fd int, fam uint8, src, dst *net.TCPAddr) (int, error) {
 	switch typ := binary.LittleEndian.Uint16(buf[4:]); typ {
 	case unix.NLMSG_ERROR:
 		if errno := int32(binary.LittleEndian.Uint32(buf[hdr:])); errno == -int32(unix.ENOENT) {
-			return 0, errNotFound
+			return 0, ErrNotFound
 		} else {
 			return 0, fmt.Errorf("sock_diag: %v", unix.Errno(-errno))
 		}
@@ -150,7 +184,7 @@ func procUID(src, dst *net.TCPAddr) (int, error) {
 		}
 		f.Close()
 	}
-	return 0, errNotFound
+	return 0, ErrNotFound
 }
 
 func procAddr4(a *net.TCPAddr) string {
