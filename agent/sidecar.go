@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/routes"
 )
 
 // SidecarMark is the default firewall mark of the sidecar's own sockets
@@ -63,7 +64,7 @@ type SidecarConfig struct {
 type sidecar struct {
 	cfg      SidecarConfig
 	log      *slog.Logger
-	pool     *fakePool
+	pool     *routes.Pool
 	upstream string // ip:port
 	dialer   *net.Dialer
 
@@ -104,11 +105,15 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 	if cfg.TCPPort == cfg.DNSPort {
 		return errors.New("sidecar: the TCP and DNS ports must differ")
 	}
-	domains, err := normDomains(cfg.Domains)
+	routed, err := routes.Parse(nil, cfg.Domains)
 	if err != nil {
 		return fmt.Errorf("sidecar: %v", err)
 	}
-	pool, err := newFakePool(cfg.FakeCIDR)
+	fake, err := netip.ParsePrefix(cfg.FakeCIDR)
+	if err != nil {
+		return fmt.Errorf("sidecar: fake CIDR %q: %v", cfg.FakeCIDR, err)
+	}
+	pool, err := routes.NewPool(fake, routes.RecycleOldest)
 	if err != nil {
 		return fmt.Errorf("sidecar: %v", err)
 	}
@@ -151,9 +156,9 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 		}
 		fwd = append(fwd, ns)
 	}
-	log.Info("sidecar starting", "upstream", s.upstream, "domains", domains, "nameservers", fwd, "fake", pool.prefix.String())
+	log.Info("sidecar starting", "upstream", s.upstream, "domains", routed.Domains, "nameservers", fwd, "fake", pool.Prefix().String())
 
-	dns := &dnsHandler{domains: domains, pool: pool, log: log}
+	dns := &dnsHandler{routes: routed, pool: pool, log: log}
 	dns.forward = (&dnsForwarder{servers: fwd, dial: s.dialer.DialContext}).forward
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -273,8 +278,8 @@ func (s *sidecar) serveConn(ctx context.Context, c *net.TCPConn) {
 		return
 	}
 	target := dst.String()
-	if s.pool.contains(dst.Addr()) {
-		name, ok := s.pool.name(dst.Addr())
+	if s.pool.Contains(dst.Addr()) {
+		name, ok := s.pool.Name(dst.Addr())
 		if !ok {
 			s.log.Info("sidecar: connect to an unknown fake address", "addr", dst.String())
 			refuse(c)

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/tether-dev/tether/internal/routes"
 )
 
 // SOCKS5 wire constants (RFC 1928, RFC 1929).
@@ -180,7 +182,7 @@ func readRequest(r io.Reader, buf []byte) (cmd byte, target string, err error) {
 		buf = buf[n:]
 		if a, err := netip.ParseAddr(string(name)); err == nil && a.Zone() == "" {
 			ip = a.Unmap()
-		} else if !validHostname(name) {
+		} else if !routes.ValidName(string(name)) {
 			return cmd, "", &requestError{repHostUnreachable, fmt.Sprintf("invalid host name %q", name)}
 		} else {
 			host = string(name)
@@ -198,36 +200,6 @@ func readRequest(r io.Reader, buf []byte) (cmd byte, target string, err error) {
 		return cmd, target, &requestError{repCmdNotSupported, fmt.Sprintf("command %d not supported (only CONNECT)", cmd)}
 	}
 	return cmd, target, nil
-}
-
-// validHostname reports whether b is a plausible DNS name: letters, digits,
-// '-', '_' and non-empty dot-separated labels, with an optional trailing dot.
-// It keeps ':' and other separators out of "host:port".
-func validHostname(b []byte) bool {
-	if len(b) > 0 && b[len(b)-1] == '.' {
-		b = b[:len(b)-1]
-	}
-	if len(b) == 0 || len(b) > 253 {
-		return false
-	}
-	label := 0
-	for _, c := range b {
-		switch {
-		case c == '.':
-			if label == 0 {
-				return false
-			}
-			label = 0
-		case isHostByte(c):
-			label++
-			if label > 63 {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return label > 0
 }
 
 // serveSOCKS handles one SOCKS5 client connection until it is spliced and done.
