@@ -5,17 +5,17 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/tether-dev/tether/internal/routes"
 )
 
 // fakeTTL is the TTL of the fake addresses the sidecar's resolver hands out:
@@ -29,129 +29,12 @@ const (
 	dnsMaxMsg         = 65535
 )
 
-// fakePool hands out addresses from a prefix, one per name, stable while the
-// name keeps its address. When the prefix is used up the oldest allocation is
-// recycled (the prefix is large and TTLs short, so in practice never).
-type fakePool struct {
-	prefix netip.Prefix
-	first  netip.Addr // the first usable address
-	size   uint64     // number of usable addresses
-
-	mu     sync.Mutex
-	next   uint64 // offset of the next allocation from first
-	byName map[string]netip.Addr
-	byAddr map[netip.Addr]string
-}
-
-// newFakePool returns a pool over an IPv4 prefix of at least 4 addresses;
-// the prefix's first and last addresses are not handed out.
-func newFakePool(cidr string) (*fakePool, error) {
-	p, err := netip.ParsePrefix(cidr)
-	if err != nil {
-		return nil, fmt.Errorf("fake CIDR %q: %v", cidr, err)
-	}
-	p = p.Masked()
-	if !p.Addr().Is4() || p.Bits() > 30 || p.Bits() < 8 {
-		return nil, fmt.Errorf("fake CIDR %q: need an IPv4 prefix between /8 and /30", cidr)
-	}
-	return &fakePool{
-		prefix: p,
-		first:  p.Addr().Next(),
-		size:   uint64(1)<<(32-p.Bits()) - 2,
-		byName: make(map[string]netip.Addr),
-		byAddr: make(map[netip.Addr]string),
-	}, nil
-}
-
-// addr returns the fake address of name (lower case, no trailing dot),
-// allocating one if needed.
-func (f *fakePool) addr(name string) netip.Addr {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if a, ok := f.byName[name]; ok {
-		return a
-	}
-	b := f.first.As4()
-	v := binary.BigEndian.Uint32(b[:]) + uint32(f.next)
-	binary.BigEndian.PutUint32(b[:], v)
-	a := netip.AddrFrom4(b)
-	f.next = (f.next + 1) % f.size
-	if old, ok := f.byAddr[a]; ok {
-		delete(f.byName, old)
-	}
-	f.byName[name] = a
-	f.byAddr[a] = name
-	return a
-}
-
-// name returns the name a fake address stands for.
-func (f *fakePool) name(a netip.Addr) (string, bool) {
-	a = a.Unmap()
-	if !f.prefix.Contains(a) {
-		return "", false
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n, ok := f.byAddr[a]
-	return n, ok
-}
-
-// contains reports whether a is in the fake prefix.
-func (f *fakePool) contains(a netip.Addr) bool { return f.prefix.Contains(a.Unmap()) }
-
-// normDomains lower-cases route domains and strips dots at either end
-// ("*.vpc.internal" and ".vpc.internal" mean vpc.internal and its subdomains).
-func normDomains(ds []string) ([]string, error) {
-	var out []string
-	for _, d := range ds {
-		d = strings.ToLower(strings.TrimSpace(d))
-		d = strings.TrimPrefix(d, "*")
-		d = strings.Trim(d, ".")
-		if d == "" {
-			continue
-		}
-		if !validHostname(d) {
-			return nil, fmt.Errorf("domain %q: not a DNS name", d)
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-// validHostname reports whether s is dot-separated labels of letters, digits,
-// '-' and '_', each 1 to 63 bytes, 253 bytes at most.
-func validHostname(s string) bool {
-	if len(s) == 0 || len(s) > 253 {
-		return false
-	}
-	label := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '.':
-			if label == 0 {
-				return false
-			}
-			label = 0
-			continue
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-		label++
-		if label > 63 {
-			return false
-		}
-	}
-	return label > 0
-}
-
 // dnsHandler answers DNS queries: names under its domains get fake addresses,
 // everything else goes to forward.
 type dnsHandler struct {
-	domains []string // normalised, see normDomains
-	pool    *fakePool
-	log     *slog.Logger
+	routes routes.Routes // Domains: the names answered with fake addresses
+	pool   *routes.Pool
+	log    *slog.Logger
 	// forward sends a query to the original resolver and returns its answer
 	// (over TCP when tcp is set).
 	forward func(ctx context.Context, q []byte, tcp bool) ([]byte, error)
@@ -160,16 +43,11 @@ type dnsHandler struct {
 // local reports whether name (as in a question, with the trailing dot) is
 // under one of the domains, and returns it lower-cased without the dot.
 func (h *dnsHandler) local(name string) (string, bool) {
-	n := strings.ToLower(strings.TrimSuffix(name, "."))
-	if !validHostname(n) {
+	n := routes.NormName(name)
+	if !routes.ValidName(n) || !h.routes.MatchName(n) {
 		return "", false
 	}
-	for _, d := range h.domains {
-		if n == d || (len(n) > len(d) && strings.HasSuffix(n, d) && n[len(n)-len(d)-1] == '.') {
-			return n, true
-		}
-	}
-	return "", false
+	return n, true
 }
 
 // answerLocal returns the answer to q when the sidecar answers it itself; ok
@@ -219,7 +97,11 @@ func (h *dnsHandler) answerLocal(q []byte) (resp []byte, ok bool) {
 		return nil, true
 	}
 	if question.Type == dnsmessage.TypeA || question.Type == dnsmessage.TypeALL {
-		a := h.pool.addr(name)
+		a, err := h.pool.Addr(name)
+		if err != nil {
+			h.log.Warn("dns: no fake address", "name", name, "err", err)
+			return errorReply(hdr, qs, dnsmessage.RCodeServerFailure), true
+		}
 		rr := dnsmessage.ResourceHeader{Name: question.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: fakeTTL}
 		if err := b.AResource(rr, dnsmessage.AResource{A: a.As4()}); err != nil {
 			return nil, true

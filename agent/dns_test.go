@@ -12,81 +12,17 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/tether-dev/tether/internal/routes"
 )
-
-func TestFakePool(t *testing.T) {
-	p, err := newFakePool("198.18.0.0/15")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := p.addr("db.vpc.internal")
-	b := p.addr("cache.vpc.internal")
-	if a == b || !p.prefix.Contains(a) || !p.prefix.Contains(b) {
-		t.Fatalf("addresses %v %v", a, b)
-	}
-	if a != netip.MustParseAddr("198.18.0.1") {
-		t.Errorf("first address %v, want 198.18.0.1", a)
-	}
-	if again := p.addr("db.vpc.internal"); again != a {
-		t.Errorf("not stable: %v then %v", a, again)
-	}
-	if n, ok := p.name(a); !ok || n != "db.vpc.internal" {
-		t.Errorf("name(%v) = %q %v", a, n, ok)
-	}
-	if _, ok := p.name(netip.MustParseAddr("198.19.255.200")); ok {
-		t.Error("unallocated address has a name")
-	}
-	if _, ok := p.name(netip.MustParseAddr("10.0.0.1")); ok || p.contains(netip.MustParseAddr("10.0.0.1")) {
-		t.Error("address outside the prefix")
-	}
-	if !p.contains(netip.MustParseAddr("::ffff:198.18.0.1")) {
-		t.Error("mapped address not recognised")
-	}
-
-	// A /30 has two usable addresses: the third name recycles the first.
-	small, err := newFakePool("192.0.2.8/30")
-	if err != nil {
-		t.Fatal(err)
-	}
-	x, y := small.addr("x"), small.addr("y")
-	z := small.addr("z")
-	if x != netip.MustParseAddr("192.0.2.9") || y != netip.MustParseAddr("192.0.2.10") || z != x {
-		t.Fatalf("small pool: %v %v %v", x, y, z)
-	}
-	if _, ok := small.byName["x"]; ok {
-		t.Error("recycled name still mapped")
-	}
-	if n, _ := small.name(z); n != "z" {
-		t.Errorf("recycled address names %q", n)
-	}
-
-	for _, bad := range []string{"", "2001:db8::/64", "10.0.0.0/31", "10.0.0.0/4", "nope"} {
-		if _, err := newFakePool(bad); err == nil {
-			t.Errorf("newFakePool(%q) accepted", bad)
-		}
-	}
-}
-
-func TestNormDomains(t *testing.T) {
-	got, err := normDomains([]string{" VPC.Internal. ", "*.b.local", ".c.local", ""})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(got, ",") != "vpc.internal,b.local,c.local" {
-		t.Errorf("got %q", got)
-	}
-	if _, err := normDomains([]string{"a b"}); err == nil {
-		t.Error("bad domain accepted")
-	}
-}
 
 func newTestDNSHandler(t testing.TB) *dnsHandler {
 	t.Helper()
-	pool, err := newFakePool("198.18.0.0/15")
+	pool, err := routes.NewPool(routes.DefaultFakeRange(), routes.RecycleOldest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &dnsHandler{domains: []string{"vpc.internal", "b.local"}, pool: pool, log: slog.New(slog.DiscardHandler)}
+	return &dnsHandler{routes: routes.Routes{Domains: []string{"vpc.internal", "b.local"}}, pool: pool, log: slog.New(slog.DiscardHandler)}
 }
 
 func dnsQuery(t testing.TB, id uint16, name string, typ dnsmessage.Type) []byte {
@@ -128,10 +64,10 @@ func TestDNSAnswerLocal(t *testing.T) {
 		t.Fatal("db.vpc.internal not answered locally")
 	}
 	hdr, addrs := parseDNSAnswer(t, resp)
-	if hdr.ID != 7 || !hdr.Response || hdr.RCode != dnsmessage.RCodeSuccess || len(addrs) != 1 || !h.pool.contains(addrs[0]) {
+	if hdr.ID != 7 || !hdr.Response || hdr.RCode != dnsmessage.RCodeSuccess || len(addrs) != 1 || !h.pool.Contains(addrs[0]) {
 		t.Fatalf("answer %+v %v", hdr, addrs)
 	}
-	if n, _ := h.pool.name(addrs[0]); n != "db.vpc.internal" {
+	if n, _ := h.pool.Name(addrs[0]); n != "db.vpc.internal" {
 		t.Errorf("fake address names %q", n)
 	}
 	// Case does not matter and the answer is stable; the apex is included.
@@ -317,7 +253,7 @@ func FuzzDNSAnswer(f *testing.F) {
 		}
 		for _, a := range m.Answers {
 			r, isA := a.Body.(*dnsmessage.AResource)
-			if !isA || !h.pool.contains(netip.AddrFrom4(r.A)) {
+			if !isA || !h.pool.Contains(netip.AddrFrom4(r.A)) {
 				t.Fatalf("unexpected answer %v", a)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/internal/connset"
 	"github.com/tether-dev/tether/internal/relay"
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/internal/socks5"
 )
 
@@ -65,7 +66,7 @@ type SidecarConfig struct {
 type sidecar struct {
 	cfg      SidecarConfig
 	log      *slog.Logger
-	pool     *fakePool
+	pool     *routes.Pool
 	upstream *socks5.Dialer
 	dialer   *net.Dialer
 
@@ -105,11 +106,15 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 	if cfg.TCPPort == cfg.DNSPort {
 		return errors.New("sidecar: the TCP and DNS ports must differ")
 	}
-	domains, err := normDomains(cfg.Domains)
+	routed, err := routes.Parse(nil, cfg.Domains)
 	if err != nil {
 		return fmt.Errorf("sidecar: %v", err)
 	}
-	pool, err := newFakePool(cfg.FakeCIDR)
+	fake, err := netip.ParsePrefix(cfg.FakeCIDR)
+	if err != nil {
+		return fmt.Errorf("sidecar: fake CIDR %q: %v", cfg.FakeCIDR, err)
+	}
+	pool, err := routes.NewPool(fake, routes.RecycleOldest)
 	if err != nil {
 		return fmt.Errorf("sidecar: %v", err)
 	}
@@ -153,9 +158,9 @@ func RunSidecar(ctx context.Context, cfg SidecarConfig) error {
 		}
 		fwd = append(fwd, ns)
 	}
-	log.Info("sidecar starting", "upstream", s.upstream.Proxy, "domains", domains, "nameservers", fwd, "fake", pool.prefix.String())
+	log.Info("sidecar starting", "upstream", s.upstream.Proxy, "domains", routed.Domains, "nameservers", fwd, "fake", pool.Prefix().String())
 
-	dns := &dnsHandler{domains: domains, pool: pool, log: log}
+	dns := &dnsHandler{routes: routed, pool: pool, log: log}
 	dns.forward = (&dnsForwarder{servers: fwd, dial: s.dialer.DialContext}).forward
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -261,8 +266,8 @@ func (s *sidecar) serveConn(ctx context.Context, c *net.TCPConn) {
 		return
 	}
 	target := dst.String()
-	if s.pool.contains(dst.Addr()) {
-		name, ok := s.pool.name(dst.Addr())
+	if s.pool.Contains(dst.Addr()) {
+		name, ok := s.pool.Name(dst.Addr())
 		if !ok {
 			s.log.Info("sidecar: connect to an unknown fake address", "addr", dst.String())
 			refuse(c)

@@ -174,7 +174,7 @@ func TestRunSidecarConfigErrors(t *testing.T) {
 		"same ports":  {func(c *SidecarConfig) { c.DNSPort = 15001 }, "must differ"},
 		"bad port":    {func(c *SidecarConfig) { c.TCPPort = 70000 }, "out of range"},
 		"bad cidr":    {func(c *SidecarConfig) { c.FakeCIDR = "2001:db8::/64" }, "IPv4 prefix"},
-		"bad domain":  {func(c *SidecarConfig) { c.Domains = []string{"a b"} }, "not a DNS name"},
+		"bad domain":  {func(c *SidecarConfig) { c.Domains = []string{"a b"} }, `route domain "a b"`},
 		"bad upstr":   {func(c *SidecarConfig) {}, "no-port"},
 	} {
 		cfg := base

@@ -4,15 +4,15 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/textproto"
 	"strconv"
 	"sync"
+
+	"github.com/tether-dev/tether/internal/framing"
 )
 
 // Error is an error reply.
@@ -35,9 +35,8 @@ type Message struct {
 
 // Client is one connection to the backend.
 type Client struct {
-	w  io.Writer
-	c  io.Closer
-	wm sync.Mutex
+	w *framing.Writer
+	c io.Closer
 
 	mu      sync.Mutex
 	nextID  int64
@@ -54,8 +53,8 @@ type Client struct {
 
 // New starts a client on a connection (pipes to `tether serve`, a socket).
 func New(r io.Reader, w io.Writer, c io.Closer) *Client {
-	cl := &Client{w: w, c: c, pending: map[string]chan *Message{}, noteCh: make(chan struct{}, 1), done: make(chan struct{})}
-	go cl.read(bufio.NewReader(r))
+	cl := &Client{w: framing.NewWriter(w), c: c, pending: map[string]chan *Message{}, noteCh: make(chan struct{}, 1), done: make(chan struct{})}
+	go cl.read(framing.NewReader(r, framing.Options{}))
 	return cl
 }
 
@@ -65,22 +64,11 @@ func (c *Client) Close() error { return c.c.Close() }
 // Done is closed when the server closed the connection.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
-func (c *Client) read(r *bufio.Reader) {
+func (c *Client) read(r *framing.Reader) {
 	defer close(c.done)
-	tp := textproto.NewReader(r)
 	for {
-		h, err := tp.ReadMIMEHeader()
+		body, _, err := r.ReadFrame()
 		if err != nil {
-			c.fail(err)
-			return
-		}
-		n, err := strconv.Atoi(h.Get("Content-Length"))
-		if err != nil {
-			c.fail(fmt.Errorf("bad Content-Length: %v", err))
-			return
-		}
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
 			c.fail(err)
 			return
 		}
@@ -148,15 +136,7 @@ func (c *Client) answer(m Message) {
 }
 
 // WriteRaw sends body with LSP framing, whatever it holds.
-func (c *Client) WriteRaw(body []byte) error {
-	c.wm.Lock()
-	defer c.wm.Unlock()
-	if _, err := fmt.Fprintf(c.w, "Content-Length: %d\r\n\r\n", len(body)); err != nil {
-		return err
-	}
-	_, err := c.w.Write(body)
-	return err
-}
+func (c *Client) WriteRaw(body []byte) error { return c.w.WriteFrame(body) }
 
 // Send sends a request and returns its id without waiting.
 func (c *Client) Send(method string, params any) (json.RawMessage, chan *Message, error) {

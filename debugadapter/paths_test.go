@@ -1,7 +1,6 @@
 package debugadapter
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"strings"
@@ -145,7 +144,7 @@ func TestReadMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := readMessage(bufio.NewReader(strings.NewReader(tt.in)))
+			got, err := readMessage(newReader(strings.NewReader(tt.in)))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
@@ -164,7 +163,7 @@ func FuzzReadMessage(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\n\r\n"))
 	f.Add([]byte("Content-Length: 3\r\nX: y\r\n\r\n{}}Content-Length: 0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := bufio.NewReader(bytes.NewReader(data))
+		r := newReader(bytes.NewReader(data))
 		for range 10 {
 			if _, err := readMessage(r); err != nil {
 				return

@@ -1,7 +1,6 @@
 package debugadapter
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/google/go-dap"
 
+	"github.com/tether-dev/tether/internal/framing"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -87,14 +87,14 @@ type session struct {
 // rw is the caller's to close.
 func Serve(ctx context.Context, rw io.ReadWriter, cfg Config) error {
 	cfg = cfg.withDefaults()
-	s := &session{cfg: cfg, log: cfg.Logger, ide: &writer{w: rw, renumber: true},
+	s := &session{cfg: cfg, log: cfg.Logger, ide: newWriter(rw, true),
 		inflight: map[int]string{}, reverse: map[int]int{}}
 	defer s.closeRemote()
 
 	done := make(chan struct{})
 	defer close(done)
 	fromIDE, ideErr := make(chan []byte), make(chan error, 1)
-	go readLoop(bufio.NewReader(rw), fromIDE, ideErr, done)
+	go readLoop(newReader(rw), fromIDE, ideErr, done)
 
 	for {
 		select {
@@ -128,7 +128,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, cfg Config) error {
 }
 
 // readLoop feeds messages from r to out until an error, which goes to errc.
-func readLoop(r *bufio.Reader, out chan<- []byte, errc chan<- error, done <-chan struct{}) {
+func readLoop(r *framing.Reader, out chan<- []byte, errc chan<- error, done <-chan struct{}) {
 	for {
 		body, err := readMessage(r)
 		if err != nil {
@@ -294,14 +294,14 @@ func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 	if err != nil {
 		return fmt.Errorf("cannot connect to the debug adapter: %w (is it listening there, e.g. dlv --headless --listen %s --accept-multiclient?)", err, a.Target)
 	}
-	s.conn, s.remote = conn, &writer{w: conn}
+	s.conn, s.remote = conn, newWriter(conn, false)
 	s.unwatch = tun.Watch(func(e tunnel.Event) {
 		if e.State == tunnel.Closed {
 			_ = conn.Close() // the reader reports it
 		}
 	})
 	fromRem, remErr := make(chan []byte, 16), make(chan error, 1)
-	go readLoop(bufio.NewReader(conn), fromRem, remErr, s.doneChan())
+	go readLoop(newReader(conn), fromRem, remErr, s.doneChan())
 
 	// Replay initialize; wait for its answer, keeping early events.
 	if err := s.remote.send(s.initRaw); err != nil {

@@ -1,7 +1,6 @@
 package debugadapter
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,7 +93,7 @@ func startFakeAdapter(t *testing.T) *fakeAdapter {
 func (a *fakeAdapter) serve(c net.Conn) {
 	defer c.Close()
 	go func() { <-a.die; c.Close() }()
-	r := bufio.NewReader(c)
+	r := newReader(c)
 	seq := 0
 	send := func(m map[string]any) {
 		seq++

@@ -1,99 +1,42 @@
 package debugadapter
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
+
+	"github.com/tether-dev/tether/internal/framing"
 )
 
 // MaxMessageBytes bounds one DAP message body.
 const MaxMessageBytes = 64 << 20
 
-const maxHeaderLine = 1 << 10
-
 // ErrNotDAP is wrapped by read errors of a peer that does not speak the
 // DAP base protocol (e.g. an HTTP server).
 var ErrNotDAP = errors.New("not a DAP peer")
 
-// readMessage reads one DAP message (Content-Length framed) and returns its
-// body untouched. Header names are case-insensitive; other headers are
-// ignored.
-func readMessage(r *bufio.Reader) ([]byte, error) {
-	length := -1
-	lines := 0
-	for {
-		line, err := readLine(r)
-		if err != nil {
-			if lines > 0 && errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		if line == "" {
-			if lines == 0 {
-				continue // tolerate stray blank lines between messages
-			}
-			break
-		}
-		lines++
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || lines > 16 {
-			return nil, fmt.Errorf("%w: header %q", ErrNotDAP, clip(line))
-		}
-		if strings.EqualFold(strings.TrimSpace(name), "Content-Length") {
-			n, err := strconv.Atoi(strings.TrimSpace(value))
-			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%w: bad Content-Length %q", ErrNotDAP, clip(value))
-			}
-			if n > MaxMessageBytes {
-				return nil, fmt.Errorf("message of %d bytes is over the %d byte limit", n, MaxMessageBytes)
-			}
-			length = n
-		}
-	}
-	if length < 0 {
-		return nil, fmt.Errorf("%w: no Content-Length header", ErrNotDAP)
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(r, body); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return body, nil
+// newReader reads DAP messages from r. It is lenient where debug adapters
+// are (blank lines between messages, empty bodies) and quick to tell a peer
+// that is not one (header lines of at most 1 KiB); a body over
+// MaxMessageBytes ends the stream.
+func newReader(r io.Reader) *framing.Reader {
+	return framing.NewReader(r, framing.Options{MaxBody: MaxMessageBytes, MaxHeaderLine: 1 << 10,
+		MaxHeaderBytes: 16 << 10, SkipBlankLines: true, AllowEmpty: true})
 }
 
-// readLine reads a CRLF (or LF) terminated header line of bounded length.
-func readLine(r *bufio.Reader) (string, error) {
-	var b []byte
-	for {
-		frag, err := r.ReadSlice('\n')
-		b = append(b, frag...)
-		if len(b) > maxHeaderLine {
-			return "", fmt.Errorf("%w: header line of more than %d bytes: %q", ErrNotDAP, maxHeaderLine, clip(string(b)))
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+// readMessage reads one DAP message and returns its body untouched. Header
+// names are case-insensitive; other headers are ignored. Broken framing
+// wraps ErrNotDAP.
+func readMessage(r *framing.Reader) ([]byte, error) {
+	body, _, err := r.ReadFrame()
+	if errors.Is(err, framing.ErrBadHeader) {
+		return nil, fmt.Errorf("%w: %w", ErrNotDAP, err)
 	}
-}
-
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
+	return body, err
 }
 
 // writer sends framed messages; one send path under a mutex. With
@@ -101,9 +44,13 @@ func clip(s string) string {
 // messages and the remote's share one sequence towards the IDE).
 type writer struct {
 	mu       sync.Mutex
-	w        io.Writer
+	w        *framing.Writer
 	renumber bool
 	seq      int
+}
+
+func newWriter(w io.Writer, renumber bool) *writer {
+	return &writer{w: framing.NewWriter(w), renumber: renumber}
 }
 
 func (w *writer) send(body []byte) error {
@@ -121,11 +68,7 @@ func (w *writer) sendSeq(body []byte) (int, error) {
 		seq = w.seq
 		body, _ = setTopLevelInt(body, "seq", seq)
 	}
-	msg := make([]byte, 0, len(body)+32)
-	msg = fmt.Appendf(msg, "Content-Length: %d\r\n\r\n", len(body))
-	msg = append(msg, body...)
-	_, err := w.w.Write(msg)
-	return seq, err
+	return seq, w.w.WriteFrame(body)
 }
 
 // peek is the part of a message the bridge looks at to route it.

@@ -46,6 +46,7 @@ import (
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/connset"
 	"github.com/tether-dev/tether/internal/peercred"
+	"github.com/tether-dev/tether/internal/routes"
 )
 
 //go:embed all:dist
@@ -53,10 +54,6 @@ var dist embed.FS
 
 // jarName is the agent jar inside dist/.
 const jarName = "tether-javaagent.jar"
-
-// DefaultFakeRange holds the fake addresses handed out for private names
-// (RFC 2544 benchmarking range: never a real destination).
-var DefaultFakeRange = netip.MustParsePrefix("198.18.0.0/15")
 
 // Timeouts of the control protocol.
 var (
@@ -90,7 +87,7 @@ type Config struct {
 	CIDRs   []netip.Prefix
 	Domains []string
 	// FakeRange holds fake addresses for names under Domains; default
-	// DefaultFakeRange. It must not overlap CIDRs.
+	// routes.DefaultFakeCIDR. It must not overlap CIDRs.
 	FakeRange netip.Prefix
 	// JarDir is where the jar is extracted; default
 	// $XDG_CACHE_HOME/tether (os.UserCacheDir), else the temp dir.
@@ -127,11 +124,11 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	routes routes.Routes // what the agent redirects (cfg.CIDRs and Domains)
+	pool   *routes.Pool  // fake addresses for names under routes.Domains
+
 	mu     sync.Mutex
 	conns  connset.Set
-	byName map[string]netip.Addr
-	byAddr map[netip.Addr]string
-	next   netip.Addr
 	closed bool
 }
 
@@ -142,28 +139,20 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("javaagent: Config.Dial is required")
 	}
 	if !cfg.FakeRange.IsValid() {
-		cfg.FakeRange = DefaultFakeRange
+		cfg.FakeRange = routes.DefaultFakeRange()
 	}
-	cfg.FakeRange = cfg.FakeRange.Masked()
-	if !cfg.FakeRange.Addr().Is4() || cfg.FakeRange.Bits() > 30 {
-		return nil, fmt.Errorf("javaagent: fake range %s must be IPv4 and hold at least 4 addresses", cfg.FakeRange)
+	pool, err := routes.NewPool(cfg.FakeRange, routes.FailWhenFull)
+	if err != nil {
+		return nil, fmt.Errorf("javaagent: %w", err)
 	}
-	for _, p := range cfg.CIDRs {
-		// Fake addresses are only handed out for Domains; with none (e.g. a
-		// route-all 0.0.0.0/0) the range is unused and may overlap.
-		if len(cfg.Domains) > 0 && p.Overlaps(cfg.FakeRange) {
-			return nil, fmt.Errorf("javaagent: route %s overlaps the fake address range %s used for private names", p, cfg.FakeRange)
-		}
+	r, err := routes.Parse(nil, cfg.Domains)
+	if err != nil {
+		return nil, fmt.Errorf("javaagent: %w", err)
 	}
-	domains := make([]string, 0, len(cfg.Domains))
-	for _, d := range cfg.Domains {
-		d = normName(strings.TrimPrefix(d, "."))
-		if d == "" || strings.ContainsAny(d, " \t\r\n/") {
-			return nil, fmt.Errorf("javaagent: bad route domain %q", d)
-		}
-		domains = append(domains, d)
+	r.CIDRs = cfg.CIDRs
+	if err := r.CheckFakeRange(pool.Prefix()); err != nil {
+		return nil, fmt.Errorf("javaagent: %w", err)
 	}
-	cfg.Domains = domains
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -172,8 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, token: hex.EncodeToString(tok[:]),
-		byName: map[string]netip.Addr{}, byAddr: map[netip.Addr]string{}, next: cfg.FakeRange.Addr().Next()}
+	s := &Server{cfg: cfg, log: log, token: hex.EncodeToString(tok[:]), routes: r, pool: pool}
 	if Available() {
 		p, err := extractJar(cfg.JarDir)
 		if err != nil {
@@ -339,13 +327,13 @@ func (s *Server) serve(c net.Conn) {
 	}
 	var hello strings.Builder
 	hello.WriteString("OK\n")
-	if len(s.cfg.Domains) > 0 {
-		hello.WriteString("FAKE " + s.cfg.FakeRange.String() + "\n")
+	if len(s.routes.Domains) > 0 {
+		hello.WriteString("FAKE " + s.pool.Prefix().String() + "\n")
 	}
-	for _, p := range s.cfg.CIDRs {
+	for _, p := range s.routes.CIDRs {
 		hello.WriteString("CIDR " + p.Masked().String() + "\n")
 	}
-	for _, d := range s.cfg.Domains {
+	for _, d := range s.routes.Domains {
 		hello.WriteString("DOMAIN " + d + "\n")
 	}
 	hello.WriteString("END")
@@ -410,55 +398,22 @@ func readLine(r *bufio.Reader) (string, error) {
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
-func normName(n string) string { return strings.TrimSuffix(strings.ToLower(n), ".") }
-
-// routedName reports whether name is under a route domain.
-func (s *Server) routedName(name string) bool {
-	for _, d := range s.cfg.Domains {
-		if name == d || strings.HasSuffix(name, "."+d) {
-			return true
-		}
-	}
-	return false
-}
-
 // resolve returns the fake address of a route-domain name, allocating one.
 func (s *Server) resolve(name string) (netip.Addr, error) {
-	name = normName(name)
-	if name == "" || len(name) > 253 || strings.ContainsAny(name, " /:%") || !s.routedName(name) {
+	name = routes.NormName(name)
+	if name == "" || len(name) > 253 || strings.ContainsAny(name, " /:%") || !s.routes.MatchName(name) {
 		return netip.Addr{}, fmt.Errorf("%q is not under the route domains", name)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if a, ok := s.byName[name]; ok {
-		return a, nil
+	a, err := s.pool.Addr(name)
+	if err != nil {
+		return netip.Addr{}, err
 	}
-	a := s.next
-	last := lastAddr(s.cfg.FakeRange)
-	if !s.cfg.FakeRange.Contains(a) || a == last {
-		return netip.Addr{}, fmt.Errorf("fake address range %s exhausted", s.cfg.FakeRange)
-	}
-	s.next = a.Next()
-	s.byName[name] = a
-	s.byAddr[a] = name
 	s.log.Debug("java agent: fake address", "name", name, "addr", a)
 	return a, nil
 }
 
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Addr().As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v |= 1<<(32-p.Bits()) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
 // NameOf returns the name a fake address stands for.
-func (s *Server) NameOf(a netip.Addr) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.byAddr[a.Unmap()]
-	return n, ok
-}
+func (s *Server) NameOf(a netip.Addr) (string, bool) { return s.pool.Name(a) }
 
 // connect handles "ip port [name][\tframe]": dial through the tunnel, then
 // open a one-shot loopback port that splices to it.
@@ -483,11 +438,11 @@ func (s *Server) connect(args string) (int, error) {
 	}
 	name := ""
 	if len(f) >= 3 {
-		name = normName(f[2])
+		name = routes.NormName(f[2])
 	}
 	target := netip.AddrPortFrom(ip, uint16(port)).String()
 	switch {
-	case len(s.cfg.Domains) > 0 && s.cfg.FakeRange.Contains(ip):
+	case len(s.routes.Domains) > 0 && s.pool.Contains(ip):
 		n, ok := s.NameOf(ip)
 		if !ok {
 			err := fmt.Errorf("tether: %s is not a fake address handed out in this session", ip)
@@ -522,16 +477,13 @@ func (s *Server) connect(args string) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// routedIP reports whether the agent's connect to ip goes through the
+// tunnel: it is in the routes and not local to the app's machine.
 func (s *Server) routedIP(ip netip.Addr) bool {
 	if ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
 		return false
 	}
-	for _, p := range s.cfg.CIDRs {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return s.routes.MatchAddr(ip)
 }
 
 func (s *Server) onConn(c Conn) {

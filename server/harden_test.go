@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tether-dev/tether/internal/framing"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -21,7 +21,7 @@ import (
 type rawClient struct {
 	t *testing.T
 	c net.Conn
-	r *bufio.Reader
+	r *framing.Reader
 }
 
 func dialRaw(t *testing.T, addr string) *rawClient {
@@ -31,7 +31,7 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &rawClient{t: t, c: c, r: bufio.NewReader(c)}
+	return &rawClient{t: t, c: c, r: framing.NewReader(c, framing.Options{})}
 }
 
 func (c *rawClient) send(body string) {
@@ -45,12 +45,7 @@ func (c *rawClient) send(body string) {
 // (or nothing comes within 30 s).
 func (c *rawClient) next() ([]byte, error) {
 	_ = c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	n, _, err := readHeader(c.r)
-	if err != nil {
-		return nil, err
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(c.r, body)
+	body, _, err := c.r.ReadFrame()
 	return body, err
 }
 

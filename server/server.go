@@ -23,6 +23,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 	"golang.org/x/sys/unix"
 
+	"github.com/tether-dev/tether/internal/framing"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -151,7 +152,7 @@ func refuse(c net.Conn, msg string) {
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil,
 		"error": map[string]any{"code": protocol.CodeServerBusy, "message": msg}})
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = fmt.Fprintf(c, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	_ = framing.NewWriter(c).WriteFrame(body)
 	_ = c.Close()
 }
 

@@ -1,19 +1,17 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"go.lsp.dev/jsonrpc2"
+
+	"github.com/tether-dev/tether/internal/framing"
 )
 
 // DefaultMaxMessageBytes is the largest message a client may send.
@@ -24,18 +22,12 @@ const DefaultMaxMessageBytes = 64 << 20
 // checked). initialize itself is a few hundred bytes.
 const DefaultMaxUninitializedBytes = 1 << 20
 
-// maxHeaderBytes bounds the header block of one message.
-const maxHeaderBytes = 8 << 10
-
-// errBadHeader means the LSP framing itself is broken: there is no way to
-// find the next message, so the connection ends.
-var errBadHeader = errors.New("invalid message header")
-
-// stream is the LSP Content-Length framing with the robustness an IDE
-// backend needs: a body that is not JSON, or not a JSON-RPC message, is
-// answered with -32700 / -32600 and the connection goes on; a body over the
-// size limit is skipped without being buffered and answered with -32600.
-// Writes use the library's header stream.
+// stream is the LSP Content-Length framing (package framing) with the
+// robustness an IDE backend needs: a body that is not JSON, or not a
+// JSON-RPC message, is answered with -32700 / -32600 and the connection goes
+// on; a body over the size limit is skipped without being buffered and
+// answered with -32600. A header block that cannot be parsed ends the
+// connection. Writes use the library's header stream.
 //
 // A body is read into a buffer that grows as its bytes arrive, never
 // allocated from the announced Content-Length, and the limit is small
@@ -43,47 +35,32 @@ var errBadHeader = errors.New("invalid message header")
 // initialize: a client that has not shown its token cannot make the
 // backend allocate more than that.
 type stream struct {
-	r     *bufio.Reader
+	r     *framing.Reader
 	w     jsonrpc2.Stream
-	max   atomic.Int64
 	onEOF func() // the client went away: cancel its work
 }
 
 func newStream(rwc io.ReadWriteCloser, max int, onEOF func()) *stream {
-	s := &stream{r: bufio.NewReaderSize(rwc, 16<<10), w: jsonrpc2.NewHeaderStream(rwc), onEOF: onEOF}
-	s.max.Store(int64(max))
-	return s
+	return &stream{r: framing.NewReader(rwc, framing.Options{MaxBody: int64(max), SkipTooLarge: true}),
+		w: jsonrpc2.NewHeaderStream(rwc), onEOF: onEOF}
 }
 
 // setMax changes the size limit for the messages read from now on.
-func (s *stream) setMax(max int) { s.max.Store(int64(max)) }
+func (s *stream) setMax(max int) { s.r.SetMaxBody(int64(max)) }
 
 func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	for {
-		length, hn, err := readHeader(s.r)
+		body, n, err := s.r.ReadFrame()
+		var tooLarge *framing.TooLargeError
+		if errors.As(err, &tooLarge) && tooLarge.Skipped {
+			s.reject(ctx, jsonrpc2.ID{}, jsonrpc2.InvalidRequest, tooLarge.Error()+"; it was skipped")
+			continue
+		}
 		if err != nil {
 			if s.onEOF != nil {
 				s.onEOF()
 			}
 			return nil, 0, err
-		}
-		if max := s.max.Load(); int64(length) > max {
-			if _, err := io.CopyN(io.Discard, s.r, int64(length)); err != nil {
-				if s.onEOF != nil {
-					s.onEOF()
-				}
-				return nil, 0, io.ErrUnexpectedEOF
-			}
-			s.reject(ctx, jsonrpc2.ID{}, jsonrpc2.InvalidRequest,
-				fmt.Sprintf("message of %d bytes is over the limit of %d bytes; it was skipped", length, max))
-			continue
-		}
-		body, err := readBody(s.r, length)
-		if err != nil {
-			if s.onEOF != nil {
-				s.onEOF()
-			}
-			return nil, 0, io.ErrUnexpectedEOF
 		}
 		if !utf8.Valid(body) {
 			// JSON is UTF-8: replace what is not, so that a method name or
@@ -93,7 +70,7 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 		}
 		msg, err := jsonrpc2.DecodeMessage(body)
 		if err == nil {
-			return msg, int64(hn + length), nil
+			return msg, n, nil
 		}
 		if !json.Valid(body) {
 			s.reject(ctx, jsonrpc2.ID{}, jsonrpc2.ParseError, "message is not valid JSON: "+jsonError(body))
@@ -105,18 +82,6 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 		}
 		s.reject(ctx, requestID(body), jsonrpc2.InvalidRequest, "not a JSON-RPC 2.0 message: "+err.Error())
 	}
-}
-
-// readBody reads n bytes into a buffer that grows with the bytes that
-// actually arrive (a client announcing a large body and sending nothing
-// costs nothing).
-func readBody(r io.Reader, n int) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(min(n, 64<<10))
-	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func (s *stream) reject(ctx context.Context, id jsonrpc2.ID, code jsonrpc2.Code, msg string) {
@@ -166,43 +131,4 @@ func parseID(raw json.RawMessage) (jsonrpc2.ID, bool) {
 		return jsonrpc2.NewStringID(str), true
 	}
 	return jsonrpc2.ID{}, false
-}
-
-// readHeader reads one LSP header block and returns the Content-Length.
-func readHeader(r *bufio.Reader) (length, consumed int, err error) {
-	length = -1
-	for {
-		line, err := r.ReadSlice('\n')
-		consumed += len(line)
-		if err != nil {
-			if err == io.EOF && consumed == 0 {
-				return 0, 0, io.EOF
-			}
-			if err == bufio.ErrBufferFull {
-				return 0, 0, fmt.Errorf("%w: header line too long", errBadHeader)
-			}
-			return 0, 0, io.ErrUnexpectedEOF
-		}
-		if consumed > maxHeaderBytes {
-			return 0, 0, fmt.Errorf("%w: header block too long", errBadHeader)
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			if length < 0 {
-				return 0, 0, fmt.Errorf("%w: no Content-Length", errBadHeader)
-			}
-			return length, consumed, nil
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return 0, 0, fmt.Errorf("%w: %q", errBadHeader, line)
-		}
-		if strings.EqualFold(string(bytes.TrimSpace(name)), "Content-Length") {
-			n, err := strconv.Atoi(string(bytes.TrimSpace(value)))
-			if err != nil || n <= 0 {
-				return 0, 0, fmt.Errorf("%w: Content-Length %q", errBadHeader, value)
-			}
-			length = n
-		}
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tether-dev/tether/internal/routes"
 )
 
 // Protocol is the version of this contract. The agent reports it in its
@@ -82,8 +84,9 @@ const (
 	// ready (`tether-sidecar ready`, then the agent's description).
 	ReadyPrefix = "tether-sidecar ready"
 	// DefaultFakeCIDR is where the sidecar's fake addresses for names
-	// under the routed domains come from.
-	DefaultFakeCIDR = "198.18.0.0/15"
+	// under the routed domains come from (the same default as the Java
+	// agent's).
+	DefaultFakeCIDR = routes.DefaultFakeCIDR
 )
 
 // ReadyLine is the sidecar's ready line.

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+
+	"github.com/tether-dev/tether/internal/routes"
 )
 
 // Auth says which clients a server lets in.
@@ -133,7 +135,7 @@ func ReadRequest(r io.Reader, buf []byte) (cmd byte, target string, err error) {
 		buf = buf[n:]
 		if a, err := netip.ParseAddr(string(name)); err == nil && a.Zone() == "" {
 			ip = a.Unmap()
-		} else if !validHostname(name) {
+		} else if !routes.ValidName(string(name)) {
 			return cmd, "", &RequestError{HostUnreachable, fmt.Sprintf("invalid host name %q", name)}
 		} else {
 			host = string(name)
@@ -151,37 +153,6 @@ func ReadRequest(r io.Reader, buf []byte) (cmd byte, target string, err error) {
 		return cmd, target, &RequestError{CommandNotSupported, fmt.Sprintf("command %d not supported (only CONNECT)", cmd)}
 	}
 	return cmd, target, nil
-}
-
-// validHostname reports whether b is a plausible DNS name: letters, digits,
-// '-', '_' and non-empty dot-separated labels of at most 63 bytes, with an
-// optional trailing dot. It keeps ':' and other separators out of
-// "host:port".
-func validHostname(b []byte) bool {
-	if len(b) > 0 && b[len(b)-1] == '.' {
-		b = b[:len(b)-1]
-	}
-	if len(b) == 0 || len(b) > 253 {
-		return false
-	}
-	label := 0
-	for _, c := range b {
-		switch {
-		case c == '.':
-			if label == 0 {
-				return false
-			}
-			label = 0
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
-			label++
-			if label > 63 {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return label > 0
 }
 
 // replies holds the wire form of the known replies, with bind address
