@@ -2,7 +2,6 @@ package launch
 
 import (
 	"context"
-	"sort"
 	"sync"
 
 	"github.com/tether-dev/tether/channel"
@@ -50,29 +49,17 @@ type App interface {
 }
 
 // runtimes holds the registered runtimes, by run configuration type.
-var runtimes = map[string]Runtime{}
+var runtimes = registry[Runtime]{what: "runtime"}
 
 // registerRuntime adds a runtime; called from init funcs.
-func registerRuntime(r Runtime) {
-	if _, dup := runtimes[r.Type()]; dup {
-		panic("launch: runtime registered twice: " + r.Type())
-	}
-	runtimes[r.Type()] = r
-}
+func registerRuntime(r Runtime) { runtimes.add(r.Type(), r) }
 
 // Runtimes lists the run configuration types this build can launch, sorted.
-func Runtimes() []string {
-	types := make([]string, 0, len(runtimes))
-	for t := range runtimes {
-		types = append(types, t)
-	}
-	sort.Strings(types)
-	return types
-}
+func Runtimes() []string { return runtimes.names() }
 
 // runtimeOf returns the runtime of rc's type.
 func runtimeOf(rc *workspace.RunConfig) (Runtime, error) {
-	if r, ok := runtimes[rc.Type]; ok {
+	if r, ok := runtimes.m[rc.Type]; ok {
 		return r, nil
 	}
 	return nil, errcat.Config.Newf("run configurations of type %q are %w", rc.Type, ErrNotSupported)
@@ -128,6 +115,15 @@ func (m *Manager) watch(l *Launch, report func(protocol.LaunchStateParams)) {
 	l.exitCode = code
 	report(protocol.LaunchStateParams{State: protocol.StateExited, ExitCode: &code})
 	close(l.done)
+}
+
+// prepare opens the interconnect and returns what p adds to the app.
+func (s *starting) prepare(ctx context.Context, p Preparer) (Injected, error) {
+	ic, err := s.connect(ctx)
+	if err != nil {
+		return Injected{}, err
+	}
+	return p.Prepare(ctx, s.rc, ic, s.debug)
 }
 
 // starting is a launch being started, as its runtime sees it.

@@ -24,11 +24,7 @@ func (r execRuntime) Start(ctx context.Context, s *starting) (App, error) {
 	if e == nil || len(e.Command) == 0 {
 		return nil, errcat.Config.Newf("run configuration %s has no exec.command", s.rc.Name)
 	}
-	ic, err := s.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	inj, err := r.Prepare(ctx, s.rc, ic, s.debug)
+	inj, err := s.prepare(ctx, r)
 	if err != nil {
 		return nil, err
 	}

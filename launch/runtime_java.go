@@ -27,11 +27,7 @@ type javaRuntime struct{}
 func (javaRuntime) Type() string { return workspace.TypeJava }
 
 func (r javaRuntime) Start(ctx context.Context, s *starting) (App, error) {
-	ic, err := s.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	inj, err := r.Prepare(ctx, s.rc, ic, s.debug)
+	inj, err := s.prepare(ctx, r)
 	if err != nil {
 		return nil, err
 	}

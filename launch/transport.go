@@ -41,30 +41,45 @@ type Transport interface {
 }
 
 // transports holds the registered transports, by kind.
-var transports = map[string]Transport{}
+var transports = registry[Transport]{what: "transport"}
 
 // registerTransport adds a transport; called from init funcs.
-func registerTransport(t Transport) {
-	if _, dup := transports[t.Kind()]; dup {
-		panic("launch: transport registered twice: " + t.Kind())
-	}
-	transports[t.Kind()] = t
-}
+func registerTransport(t Transport) { transports.add(t.Kind(), t) }
 
 // Transports lists the proxy kinds this build connects through, sorted.
-func Transports() []string {
-	kinds := make([]string, 0, len(transports))
-	for k := range transports {
-		kinds = append(kinds, k)
+func Transports() []string { return transports.names() }
+
+// registry holds the implementations of one axis (runtimes, transports)
+// by name; they register from init funcs.
+type registry[T any] struct {
+	what string
+	m    map[string]T
+}
+
+func (r *registry[T]) add(name string, v T) {
+	if _, dup := r.m[name]; dup {
+		panic("launch: " + r.what + " registered twice: " + name)
 	}
-	sort.Strings(kinds)
-	return kinds
+	if r.m == nil {
+		r.m = map[string]T{}
+	}
+	r.m[name] = v
+}
+
+// names lists the registered names, sorted.
+func (r *registry[T]) names() []string {
+	names := make([]string, 0, len(r.m))
+	for n := range r.m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // transportOf returns the transport of px: the one whose section it has.
 func transportOf(px *workspace.Proxy) (Transport, error) {
 	for _, k := range Transports() {
-		if t := transports[k]; t.Configured(px) {
+		if t := transports.m[k]; t.Configured(px) {
 			return t, nil
 		}
 	}
