@@ -16,6 +16,7 @@ import (
 
 	"github.com/tether-dev/tether/debugadapter/daptest"
 	"github.com/tether-dev/tether/internal/fakecloud"
+	"github.com/tether-dev/tether/protocol"
 )
 
 // dapProgram is debugged in the vpc; dapLine is the breakpoint line.
@@ -386,6 +387,9 @@ func TestDAPServerEndpoint(t *testing.T) {
 		c := daptest.NewClient(conn, conn, conn)
 		c.InitializeRequest()
 		c.ExpectInitializeResponse(t)
+		if ss := dapSessions(t, s); len(ss) != 1 || ss[0].Peer != conn.LocalAddr().String() || ss[0].SessionID == "" {
+			t.Errorf("interconnect/status dapSessions = %+v, want this connection", ss)
+		}
 		c.AttachRequest(map[string]any{"proxy": "bastion", "target": w.cloud.ClosedAddr})
 		if er := c.ExpectErrorResponse(t); !strings.Contains(er.Message, "refused by the proxy machine") {
 			t.Errorf("attach through the endpoint: %s", c.LastRaw())
@@ -393,6 +397,11 @@ func TestDAPServerEndpoint(t *testing.T) {
 		c.DisconnectRequest(false)
 		c.ExpectDisconnectResponse(t)
 		c.ExpectEOF(t)
+		for deadline := time.Now().Add(5 * time.Second); len(dapSessions(t, s)) > 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("dapSessions after the session ended: %+v", dapSessions(t, s))
+			}
+		}
 	}
 	s.Client.Close()
 	s.exitCode(t)
@@ -400,4 +409,17 @@ func TestDAPServerEndpoint(t *testing.T) {
 		c.Close()
 		t.Error("the DAP endpoint outlived its client")
 	}
+}
+
+// dapSessions is interconnect/status's list of DAP sessions.
+func dapSessions(t *testing.T, s *proc) []protocol.DAPSessionStatus {
+	t.Helper()
+	var status protocol.InterconnectStatusResult
+	if err := s.Call(ctxT(t), "interconnect/status", map[string]any{}, &status); err != nil {
+		t.Fatal(err)
+	}
+	if status.DAPSessions == nil {
+		t.Fatal("interconnect/status has no dapSessions")
+	}
+	return status.DAPSessions
 }

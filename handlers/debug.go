@@ -7,7 +7,6 @@ import (
 )
 
 func init() {
-	launchTypes = append(launchTypes, protocol.TypeRemoteDebug)
 	register(protocol.MethodDebugForward, Method{Async: true, Handle: typed(debugForward)})
 	register(protocol.MethodDebugUnforward, Method{Async: true, Handle: typed(debugUnforward)})
 }

@@ -15,7 +15,7 @@ func init() {
 }
 
 func interconnectStatus(ctx context.Context, env *Env, p *protocol.InterconnectStatusParams) (any, error) {
-	return protocol.InterconnectStatusResult{Tunnels: env.Launches.Status()}, nil
+	return protocol.InterconnectStatusResult{Tunnels: env.Launches.Status(), DAPSessions: env.Launches.DAPSessions()}, nil
 }
 
 func proxyTest(ctx context.Context, env *Env, p *protocol.ProxyTestParams) (any, error) {

@@ -8,7 +8,6 @@ import (
 )
 
 func init() {
-	proxyKinds = append(proxyKinds, "kubernetes")
 	register(protocol.MethodKubernetesContexts, Method{Handle: typed(kubernetesContexts)})
 	register(protocol.MethodKubernetesNamespaces, Method{Async: true, Handle: typed(kubernetesNamespaces)})
 }

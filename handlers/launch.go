@@ -11,8 +11,9 @@ import (
 )
 
 func init() {
-	launchTypes = append(launchTypes, protocol.TypeJava, protocol.TypeExec, protocol.TypeDocker)
-	proxyKinds = append(proxyKinds, "ssh")
+	// What launch has registered: its runtimes and transports.
+	launchTypes = append(launchTypes, launch.Runtimes()...)
+	proxyKinds = append(proxyKinds, launch.Transports()...)
 	register(protocol.MethodLaunchPrepare, Method{Async: true, Handle: typed(launchPrepare)})
 	register(protocol.MethodLaunchRelease, Method{Async: true, Handle: typed(launchRelease)})
 	register(protocol.MethodLaunchStart, Method{Async: true, Handle: typed(launchStart)})

@@ -2,8 +2,6 @@ package launch
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,13 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/javaagent"
-	"github.com/tether-dev/tether/plugins/kubernetes"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
@@ -74,6 +71,7 @@ type Interconnect struct {
 	agent    *javaagent.Server                                                    // java configurations with the agent
 	onConn   func(protocol.ConnectionRecord)
 	onCall   func(calls.Call) // nil: calls are not read
+	log      *slog.Logger     // with the proxy and session
 	dir      string           // the workspace, for relative paths
 	routes   channel.Routes   // what goes through the tunnel...
 	routeAll bool             // ...or everything, for a proxy without routes
@@ -91,7 +89,7 @@ func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs [
 	progress.Report(ctx, "exposing %d local port(s) on proxy %s", len(specs), px.Name)
 	e, err := startExpose(ctx, ic.Tunnel, px, specs, log.With("session", ic.ID), ic.onCall)
 	if err != nil {
-		return err
+		return errcat.Environment.Wrap(err)
 	}
 	ic.expose = e
 	return nil
@@ -100,13 +98,14 @@ func (ic *Interconnect) Expose(ctx context.Context, px *workspace.Proxy, specs [
 // StartJavaAgent starts the control server of Tether's Java agent for this
 // session: the JVM's connects to routed destinations and lookups of names
 // under the route domains come here and go through the tunnel.
-func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy, log *slog.Logger) error {
+func (ic *Interconnect) StartJavaAgent(ctx context.Context) error {
+	log := ic.log
 	cidrs, domains := ic.routes.CIDRs, ic.routes.Domains
 	if ic.routeAll { // no routes: everything goes through the tunnel
 		cidrs = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	a, err := javaagent.Start(context.WithoutCancel(ctx), javaagent.Config{
-		Dial: ic.dial, CIDRs: cidrs, Domains: domains, Logger: log.With("session", ic.ID), OnCall: ic.onCall,
+		Dial: ic.dial, CIDRs: cidrs, Domains: domains, Logger: log, OnCall: ic.onCall,
 		OnConn: func(c javaagent.Conn) {
 			if c.Target == "" {
 				if c.Err != nil {
@@ -126,7 +125,7 @@ func (ic *Interconnect) StartJavaAgent(ctx context.Context, px *workspace.Proxy,
 		},
 	})
 	if err != nil {
-		return err
+		return errcat.Environment.Wrap(err)
 	}
 	ic.agent = a
 	return nil
@@ -168,52 +167,6 @@ func (ic *Interconnect) Exposed() []protocol.ExposedPort {
 	return ic.expose.Exposed()
 }
 
-// ErrNotSupported is returned for things this build cannot do yet.
-var ErrNotSupported = errors.New("not supported by this build")
-
-// OpenTunnel opens the tunnel to px (no channel): for JDWP forwards and
-// the DAP bridge. Paths in px resolve against the workspace directory.
-func OpenTunnel(ctx context.Context, dir string, px *workspace.Proxy, h Hooks) (tunnel.Tunnel, error) {
-	log := h.logger().With("proxy", px.Name)
-	switch {
-	case px.SSH != nil:
-		cfg := sshConfig(dir, px.SSH)
-		cfg.Prompts = h.Prompts
-		var opening atomic.Bool
-		opening.Store(true)
-		cfg.Progress = func(msg string) {
-			if opening.Load() {
-				progress.Report(ctx, "%s", msg)
-			}
-			log.Info(msg)
-		}
-		progress.Report(ctx, "connecting to proxy %s (%s)", px.Name, px.SSH.Host)
-		t, err := sshplugin.Open(ctx, cfg)
-		opening.Store(false)
-		if err != nil {
-			return nil, fmt.Errorf("proxy %s: %w", px.Name, err)
-		}
-		return t, nil
-	case px.Kubernetes != nil:
-		var opening atomic.Bool
-		opening.Store(true)
-		progress.Report(ctx, "starting a temporary agent pod for proxy %s", px.Name)
-		restoreIdleRouters(kubeConfig(dir, px.Kubernetes, log, nil), log)
-		t, err := kubernetes.Open(ctx, kubeConfig(dir, px.Kubernetes, log, func(msg string) {
-			if opening.Load() {
-				progress.Report(ctx, "%s", msg)
-			}
-			log.Info(msg)
-		}))
-		opening.Store(false)
-		if err != nil {
-			return nil, fmt.Errorf("proxy %s: %w", px.Name, err)
-		}
-		return t, nil
-	}
-	return nil, fmt.Errorf("proxy %s has neither ssh nor kubernetes settings", px.Name)
-}
-
 // OpenInterconnect opens the tunnel to px and starts the channel. Paths in
 // px resolve against the workspace directory.
 func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id string, h Hooks) (*Interconnect, error) {
@@ -222,7 +175,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	if err != nil {
 		return nil, err
 	}
-	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, onCall: h.callSink, dir: dir,
+	ic := &Interconnect{ID: id, Proxy: px.Name, Tunnel: tun, onConn: h.OnConn, onCall: h.callSink, log: log, dir: dir,
 		status: protocol.TunnelStatus{SessionID: id, Proxy: px.Name, State: string(tun.State()), Since: now()}}
 	ic.routeAll = true
 	var up tunnel.Tunnel = tun
@@ -235,7 +188,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 		r, err := channel.ParseRoutes(cidrs, domains)
 		if err != nil {
 			tun.Close()
-			return nil, fmt.Errorf("proxy %s routes: %w", px.Name, err)
+			return nil, errcat.Config.Newf("proxy %s routes: %w", px.Name, err)
 		}
 		ic.routes, ic.routeAll = r, false
 	}
@@ -250,7 +203,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	})
 	if err != nil {
 		tun.Close()
-		return nil, err
+		return nil, errcat.Environment.Wrap(err)
 	}
 	ic.Channel = ch
 	ic.unwatch = tun.Watch(func(e tunnel.Event) {
@@ -331,18 +284,6 @@ func (ic *Interconnect) ProxyEnv() map[string]string {
 		env[strings.ToLower(k)] = v
 	}
 	return env
-}
-
-func sshConfig(dir string, s *workspace.SSHProxy) sshplugin.Config {
-	cfg := sshplugin.Config{Host: s.Host, Port: s.Port, User: s.User, StrictHostKeyChecking: s.StrictHostKeyChecking,
-		ProxyJump: s.ProxyJump, KnownHostsFile: resolvePath(dir, s.KnownHostsFile)}
-	if s.IdentityFile != "" {
-		cfg.IdentityFiles = []string{resolvePath(dir, s.IdentityFile)}
-	}
-	if v := os.Getenv("TETHER_SSH_CONFIG"); v != "" {
-		cfg.SSHConfigFile = v
-	}
-	return cfg
 }
 
 // resolvePath resolves ~ against home and relative paths against dir.

@@ -2,7 +2,6 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/agentproto"
 	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/plugins/kubernetes"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
@@ -78,7 +78,7 @@ func (t laneTunnel) Dial(ctx context.Context, network, address string) (net.Conn
 func startLane(ctx context.Context, dir string, ic *Interconnect, px *workspace.Proxy, lane *workspace.Lane, h Hooks) (*laneSession, error) {
 	kt, ok := ic.Tunnel.(*kubernetes.Tunnel)
 	if !ok || px.Kubernetes == nil {
-		return nil, fmt.Errorf("lane %s: proxy %s is not a kubernetes proxy: %w", lane.Name, px.Name, ErrNotSupported)
+		return nil, errcat.Config.Newf("lane %s: proxy %s is not a kubernetes proxy: %w", lane.Name, px.Name, ErrNotSupported)
 	}
 	o := kubernetes.CurrentOwner()
 	ls := &laneSession{name: lane.Name, id: ic.ID, tun: kt, cfg: kubeConfig(dir, px.Kubernetes, h.logger(), nil),
@@ -306,20 +306,4 @@ func laneArgs(lane string) (props, env map[string]string) {
 		"TETHER_LANE":                           lane,
 	}
 	return props, env
-}
-
-// restoreIdleRouters restores, in the background, the Services of a
-// kubernetes proxy whose lane router is idle (kubernetes.CleanLanes).
-func restoreIdleRouters(cfg kubernetes.Config, log *slog.Logger) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		done, err := kubernetes.CleanLanes(ctx, cfg)
-		if len(done) > 0 {
-			log.Info("restored Services of idle lane routers", "services", done)
-		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			log.Debug("checking idle lane routers", "err", err)
-		}
-	}()
 }

@@ -5,14 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/tether-dev/tether/channel"
-	"github.com/tether-dev/tether/javaagent"
-	"github.com/tether-dev/tether/plugins/docker"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
@@ -21,8 +18,15 @@ import (
 // StopGrace is how long an app gets after SIGTERM before SIGKILL.
 const StopGrace = 5 * time.Second
 
-// ErrUnknownSession is returned for a session or launch id that is not open.
+// ErrUnknownSession is returned (wrapped, category user) for a session,
+// launch or forward id that is not open.
 var ErrUnknownSession = errors.New("no such session")
+
+// ErrNotSupported is returned (wrapped) for things this build cannot do.
+var ErrNotSupported = errors.New("not supported by this build")
+
+// errGoingAway: the client closed while something of it was starting.
+func errGoingAway() error { return errcat.Environment.New("the client is going away") }
 
 // Manager owns the sessions of one client (an IDE connection, or the CLI):
 // prepared interconnects and running launches. CloseAll ends them all, so
@@ -39,6 +43,7 @@ type Manager struct {
 	plain    map[string]bool // sessions prepared with interconnect off
 	launches map[string]*Launch
 	forwards map[string]*Forward
+	dap      *dapEndpoint // debug/dapServer, once asked for
 }
 
 // NewManager returns a manager for one client.
@@ -61,17 +66,17 @@ func (m *Manager) resolve(name string) (*workspace.RunConfig, *workspace.Proxy, 
 	}
 	rc, ok := s.File.Config(name)
 	if !ok {
-		return nil, nil, fmt.Errorf("no run configuration named %q: %w", name, workspace.ErrNotFound)
+		return nil, nil, errcat.User.Newf("no run configuration named %q: %w", name, workspace.ErrNotFound)
 	}
 	if ps := s.File.ValidateConfig(rc); len(ps) > 0 {
-		return nil, nil, ps
+		return nil, nil, errcat.Config.Wrap(ps)
 	}
 	if rc.Interconnect == nil || !rc.Interconnect.Enabled {
 		return rc, nil, nil
 	}
 	px, _ := s.File.Proxy(rc.Interconnect.Proxy)
 	if ps := workspace.ValidateProxy(px); len(ps) > 0 {
-		return nil, nil, fmt.Errorf("proxy %s: %w", px.Name, ps)
+		return nil, nil, errcat.Config.Newf("proxy %s: %w", px.Name, ps)
 	}
 	return rc, px, nil
 }
@@ -99,13 +104,7 @@ func (m *Manager) open(ctx context.Context, rc *workspace.RunConfig, px *workspa
 		progress.Report(ctx, "setting up lane %s", l.Name)
 		if ic.lane, err = startLane(ctx, m.Workspace.Dir, ic, px, l, h); err != nil {
 			ic.Close()
-			return nil, err
-		}
-	}
-	if useJavaAgent(rc) {
-		if err := ic.StartJavaAgent(ctx, px, m.Hooks.logger()); err != nil {
-			ic.Close()
-			return nil, err
+			return nil, errcat.Environment.Wrap(err)
 		}
 	}
 	return ic, nil
@@ -119,15 +118,20 @@ func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protoco
 	if err != nil {
 		return protocol.LaunchPrepareResult{}, err
 	}
-	if rc.Type == workspace.TypeDocker || rc.Type == workspace.TypeRemoteDebug {
-		return protocol.LaunchPrepareResult{}, fmt.Errorf("%s configurations are started by launch/start, not prepared: %w", rc.Type, ErrNotSupported)
+	rt, err := runtimeOf(rc)
+	if err != nil {
+		return protocol.LaunchPrepareResult{}, err
+	}
+	p, ok := rt.(Preparer)
+	if !ok {
+		return protocol.LaunchPrepareResult{}, errcat.User.Newf("%s configurations are started by launch/start, not prepared: %w", rc.Type, ErrNotSupported)
 	}
 	id := newID("s-")
 	ic, err := m.open(ctx, rc, px, id)
 	if err != nil {
 		return protocol.LaunchPrepareResult{}, err
 	}
-	inj, err := Inject(rc, ic, debug)
+	inj, err := p.Prepare(ctx, rc, ic, debug)
 	if err != nil {
 		closeIC(ic)
 		return protocol.LaunchPrepareResult{}, err
@@ -140,7 +144,7 @@ func (m *Manager) Prepare(ctx context.Context, name string, debug bool) (protoco
 		}
 	}) {
 		closeIC(ic)
-		return protocol.LaunchPrepareResult{}, errors.New("the client is going away")
+		return protocol.LaunchPrepareResult{}, errGoingAway()
 	}
 	return protocol.LaunchPrepareResult{SessionID: id, VMArgs: inj.VMArgs, Env: inj.Env, DebugAddress: inj.DebugAddress,
 		Exposed: ic.Exposed()}, nil
@@ -169,182 +173,41 @@ func (m *Manager) Release(id string) error {
 		if plain {
 			return nil // prepared with interconnect off: nothing to close
 		}
-		return fmt.Errorf("sessionId %q: no such prepared session (already released, or never prepared by this client): %w", id, ErrUnknownSession)
+		return errcat.User.Newf("sessionId %q: no such prepared session (already released, or never prepared by this client): %w", id, ErrUnknownSession)
 	}
-	return ic.Close()
-}
-
-// Launch is an app started by the backend, or (remoteDebug) a debug port
-// forward held open.
-type Launch struct {
-	ID       string
-	Config   string
-	ic       *Interconnect
-	proc     *Process
-	fwd      *Forward
-	ctr      *docker.Session
-	exitCode int // containers
-	done     chan struct{}
-	summary  channel.Summary
-}
-
-// Done is closed when the app has exited and its interconnect is closed.
-func (l *Launch) Done() <-chan struct{} { return l.done }
-
-// ExitCode is valid after Done.
-func (l *Launch) ExitCode() int {
-	if l.proc == nil {
-		return l.exitCode
-	}
-	return l.proc.ExitCode()
-}
-
-// Summary is the connection summary, valid after Done.
-func (l *Launch) Summary() channel.Summary { return l.summary }
-
-// Interconnect is the launch's interconnect, nil when it is off.
-func (l *Launch) Interconnect() *Interconnect { return l.ic }
-
-// Stop stops the app (SIGTERM to its process group, SIGKILL after grace),
-// or closes the forward.
-func (l *Launch) Stop() {
-	if l.ic != nil {
-		l.ic.lane.Stop() // tagged requests go to base before the app stops
-	}
-	switch {
-	case l.fwd != nil:
-		l.fwd.Close()
-	case l.ctr != nil:
-		_ = l.ctr.Stop(context.Background())
-	default:
-		l.proc.Stop(StopGrace)
-	}
+	return errcat.Environment.Wrap(ic.Close())
 }
 
 // Start opens the interconnect, starts the app and returns once it runs.
 // Failures before that are returned (and reported as state failed).
 func (m *Manager) Start(ctx context.Context, name string, debug bool) (*Launch, error) {
-	id := newID("l-")
-	state := func(p protocol.LaunchStateParams) {
-		p.LaunchID = id
-		if m.Hooks.OnLaunchState != nil {
-			m.Hooks.OnLaunchState(p)
-		}
-	}
+	s := &starting{id: newID("l-"), debug: debug, m: m}
 	fail := func(err error) (*Launch, error) {
-		state(protocol.LaunchStateParams{State: protocol.StateFailed, Message: err.Error()})
+		closeIC(s.ic)
+		s.report(protocol.LaunchStateParams{State: protocol.StateFailed, Message: err.Error()})
 		return nil, err
 	}
-	state(protocol.LaunchStateParams{State: protocol.StateStarting})
-	rc, px, err := m.resolve(name)
+	s.report(protocol.LaunchStateParams{State: protocol.StateStarting})
+	var err error
+	if s.rc, s.px, err = m.resolve(name); err != nil {
+		return fail(err)
+	}
+	rt, err := runtimeOf(s.rc)
 	if err != nil {
 		return fail(err)
 	}
-	if rc.Type == workspace.TypeRemoteDebug {
-		l, err := m.startForward(ctx, id, rc, state)
-		if err != nil {
-			return fail(err)
-		}
-		return l, nil
-	}
-	if rc.Type == workspace.TypeDocker {
-		l, err := m.startDocker(ctx, id, rc, px, debug, state)
-		if err != nil {
-			return fail(err)
-		}
-		return l, nil
-	}
-	if px != nil {
-		state(protocol.LaunchStateParams{State: protocol.StateConnecting})
-	}
-	ic, err := m.open(ctx, rc, px, id)
+	app, err := rt.Start(ctx, s)
 	if err != nil {
 		return fail(err)
 	}
-	inj, err := Inject(rc, ic, debug)
-	if err != nil {
-		closeIC(ic)
-		return fail(err)
+	l := &Launch{ID: s.id, Config: name, ic: s.ic, app: app, done: make(chan struct{})}
+	if !m.keep(func() { m.launches[l.ID] = l }) {
+		app.Stop()
+		app.Wait()
+		return fail(errGoingAway())
 	}
-	spec, err := Command(m.Workspace.Dir, rc, inj)
-	if err != nil {
-		closeIC(ic)
-		return fail(err)
-	}
-	progress.Report(ctx, "starting %s", spec.Argv[0])
-	l := &Launch{ID: id, Config: name, ic: ic, done: make(chan struct{})}
-	var debugOnce sync.Once
-	out := func(stream string, data []byte) {
-		if m.Hooks.OnOutput != nil {
-			m.Hooks.OnOutput(id, stream, data)
-		}
-		if inj.DebugAddress != "" && jdwpListening.Match(data) {
-			debugOnce.Do(func() {
-				state(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: inj.DebugAddress})
-			})
-		}
-	}
-	proc, err := StartProcess(spec, out)
-	if err != nil {
-		closeIC(ic)
-		return fail(err)
-	}
-	l.proc = proc
-	if !m.keep(func() { m.launches[id] = l }) {
-		proc.Stop(StopGrace)
-		closeIC(ic)
-		return fail(errors.New("the client is going away"))
-	}
-	m.Hooks.logger().Info("app started", "launch", id, "config", name, "pid", proc.Pid())
-	state(protocol.LaunchStateParams{State: protocol.StateRunning, Exposed: ic.Exposed()})
-	go func() {
-		<-proc.Done()
-		if ic != nil {
-			closeIC(ic) // waits for the app's last connections to be logged
-			l.summary = ic.Summary()
-		}
-		m.mu.Lock()
-		delete(m.launches, id)
-		m.mu.Unlock()
-		code := proc.ExitCode()
-		state(protocol.LaunchStateParams{State: protocol.StateExited, ExitCode: &code})
-		close(l.done)
-	}()
-	return l, nil
-}
-
-// startForward holds a remoteDebug configuration's forward as a launch.
-func (m *Manager) startForward(ctx context.Context, id string, rc *workspace.RunConfig, state func(protocol.LaunchStateParams)) (*Launch, error) {
-	d := rc.RemoteDebug
-	s, err := m.Workspace.Load()
-	if err != nil {
-		return nil, err
-	}
-	px, ok := s.File.Proxy(d.Proxy)
-	if !ok {
-		return nil, fmt.Errorf("no proxy named %q: %w", d.Proxy, workspace.ErrNotFound)
-	}
-	state(protocol.LaunchStateParams{State: protocol.StateConnecting})
-	f, err := OpenForward(ctx, m.Workspace.Dir, px, d.Host, d.Port, d.LocalPort, m.Hooks)
-	if err != nil {
-		return nil, err
-	}
-	l := &Launch{ID: id, Config: rc.Name, fwd: f, done: make(chan struct{})}
-	if !m.keep(func() { m.launches[id] = l }) {
-		f.Close()
-		return nil, errors.New("the client is going away")
-	}
-	state(protocol.LaunchStateParams{State: protocol.StateRunning})
-	state(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: f.LocalAddress})
-	go func() {
-		<-f.Done()
-		m.mu.Lock()
-		delete(m.launches, id)
-		m.mu.Unlock()
-		code := 0
-		state(protocol.LaunchStateParams{State: protocol.StateExited, ExitCode: &code})
-		close(l.done)
-	}()
+	s.runs()
+	go m.watch(l, s.report)
 	return l, nil
 }
 
@@ -354,7 +217,7 @@ func (m *Manager) Stop(id string) error {
 	l := m.launches[id]
 	m.mu.Unlock()
 	if l == nil {
-		return fmt.Errorf("launch %q: %w", id, ErrUnknownSession)
+		return errcat.User.Newf("launch %q: %w", id, ErrUnknownSession)
 	}
 	l.Stop()
 	<-l.done
@@ -390,6 +253,7 @@ func (m *Manager) CloseAll() {
 		f.Close()
 	}
 	var wg sync.WaitGroup
+	wg.Go(m.closeDAP)
 	for _, l := range launches {
 		wg.Add(1)
 		go func() { defer wg.Done(); l.Stop(); <-l.done }()
@@ -406,13 +270,4 @@ func closeIC(ic *Interconnect) {
 	if ic != nil {
 		_ = ic.Close()
 	}
-}
-
-// useJavaAgent: java configurations use Tether's Java agent unless they
-// turn it off, when this build embeds it.
-func useJavaAgent(rc *workspace.RunConfig) bool {
-	if rc.Type != workspace.TypeJava || !javaagent.Available() {
-		return false
-	}
-	return rc.Java == nil || rc.Java.Agent == nil || *rc.Java.Agent
 }

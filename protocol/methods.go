@@ -114,6 +114,17 @@ type InterconnectStatusParams struct{}
 // InterconnectStatusResult lists the open tunnels of this backend.
 type InterconnectStatusResult struct {
 	Tunnels []TunnelStatus `json:"tunnels"`
+	// DAPSessions lists the debuggers connected to this client's DAP
+	// endpoint (debug/dapServer); [] when none.
+	DAPSessions []DAPSessionStatus `json:"dapSessions"`
+}
+
+// DAPSessionStatus is one DAP session on a client's DAP endpoint
+// (debug/dapServer): a debugger connected to it.
+type DAPSessionStatus struct {
+	SessionID string `json:"sessionId"` // "d-" and 12 hex digits
+	Peer      string `json:"peer"`      // the debugger's loopback address
+	Since     string `json:"since"`     // RFC 3339
 }
 
 // TunnelStatus is one tunnel's health. It is also the params of the

@@ -4,24 +4,51 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
-	"github.com/tether-dev/tether/plugins/kubernetes"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
+	"github.com/tether-dev/tether/tunnel"
 	"github.com/tether-dev/tether/workspace"
 )
 
-// TestProxy checks a proxy step by step and names the step that fails. An
-// ssh proxy: TCP, host key, authentication, a test dial through the tunnel;
+// ssh proxies: a proxy machine or bastion reached over SSH (optionally
+// through jump hosts), plugins/ssh.
+
+func init() { registerTransport(sshTransport{}) }
+
+type sshTransport struct{}
+
+func (sshTransport) Kind() string                        { return "ssh" }
+func (sshTransport) Configured(px *workspace.Proxy) bool { return px.SSH != nil }
+func (sshTransport) DefaultRoutes(context.Context, string, *workspace.Proxy, *slog.Logger) ([]string, []string) {
+	return nil, nil // a proxy machine without routes carries everything
+}
+
+// Clean: a proxy machine keeps nothing of a session once its SSH
+// connection is gone.
+func (sshTransport) Clean(context.Context, string, *workspace.Proxy, bool) ([]string, error) {
+	return nil, nil
+}
+
+func (sshTransport) Open(ctx context.Context, dir string, px *workspace.Proxy, h Hooks, report func(string)) (tunnel.Tunnel, error) {
+	cfg := sshConfig(dir, px.SSH)
+	cfg.Prompts = h.Prompts
+	cfg.Progress = report
+	progress.Report(ctx, "connecting to proxy %s (%s)", px.Name, px.SSH.Host)
+	return sshplugin.Open(ctx, cfg)
+}
+
+// Test: TCP, host key, authentication, a test dial through the tunnel;
 // without a target, the test dial goes to the proxy machine's own SSH
 // address as seen from itself (it needs AllowTcpForwarding on the proxy
-// machine). A kubernetes proxy: kubeconfig, API server, permissions, agent
-// image, dial (see testKubernetes).
-func TestProxy(ctx context.Context, dir string, px *workspace.Proxy, prompts sshplugin.Prompts, target string) protocol.ProxyTestResult {
+// machine).
+func (sshTransport) Test(ctx context.Context, dir string, px *workspace.Proxy, prompts sshplugin.Prompts, target string) protocol.ProxyTestResult {
 	res := protocol.ProxyTestResult{}
 	step := func(name string, start time.Time, err error, okMsg string) bool {
 		s := protocol.TestStep{Name: name, OK: err == nil, Message: okMsg, DurationMs: time.Since(start).Milliseconds()}
@@ -30,13 +57,6 @@ func TestProxy(ctx context.Context, dir string, px *workspace.Proxy, prompts ssh
 		}
 		res.Steps = append(res.Steps, s)
 		return err == nil
-	}
-	if px.Kubernetes != nil {
-		return testKubernetes(ctx, dir, px, target)
-	}
-	if px.SSH == nil {
-		step("tcp", time.Now(), fmt.Errorf("proxy %s has neither an ssh nor a kubernetes section", px.Name), "")
-		return res
 	}
 	cfg := sshConfig(dir, px.SSH)
 	cfg.Prompts = prompts
@@ -102,24 +122,14 @@ func wrapTCP(addr string, err error) error {
 	return fmt.Errorf("proxy machine unreachable: %s: %v (check host, port, VPN and firewall)", addr, err)
 }
 
-// testKubernetes runs the steps of kubernetes.Check: kubeconfig, apiServer,
-// permissions, image, dial (through a real agent pod, deleted afterwards;
-// default target: the API server's Service from inside the cluster).
-func testKubernetes(ctx context.Context, dir string, px *workspace.Proxy, target string) protocol.ProxyTestResult {
-	res := protocol.ProxyTestResult{OK: true}
-	cfg := kubeConfig(dir, px.Kubernetes, nil, func(msg string) { progress.Report(ctx, "%s", msg) })
-	kubernetes.Check(ctx, cfg, target, func(name string, took time.Duration, err error, msg string) bool {
-		s := protocol.TestStep{Name: name, OK: err == nil, Message: msg, DurationMs: took.Milliseconds()}
-		if err != nil {
-			s.Message = err.Error()
-			res.OK = false
-		}
-		progress.Report(ctx, "%s: %s", name, s.Message)
-		res.Steps = append(res.Steps, s)
-		return err == nil
-	})
-	if len(res.Steps) == 0 {
-		res.OK = false
+func sshConfig(dir string, s *workspace.SSHProxy) sshplugin.Config {
+	cfg := sshplugin.Config{Host: s.Host, Port: s.Port, User: s.User, StrictHostKeyChecking: s.StrictHostKeyChecking,
+		ProxyJump: s.ProxyJump, KnownHostsFile: resolvePath(dir, s.KnownHostsFile)}
+	if s.IdentityFile != "" {
+		cfg.IdentityFiles = []string{resolvePath(dir, s.IdentityFile)}
 	}
-	return res
+	if v := os.Getenv("TETHER_SSH_CONFIG"); v != "" {
+		cfg.SSHConfigFile = v
+	}
+	return cfg
 }
