@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/fakecloud"
 	"github.com/tether-dev/tether/tunnel"
-	"github.com/tether-dev/tether/internal/errcat"
 )
 
 func baseConfig(c *fakecloud.Cloud) Config {
