@@ -8,6 +8,7 @@ import (
 
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/debugadapter"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -38,7 +39,7 @@ func dapServer(ctx context.Context, env *Env, p *protocol.DAPServerParams) (any,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, errcat.Environment.Newf("debug/dapServer: %w", err)
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ep := &dapEndpoint{ln: ln, cancel: cancel}

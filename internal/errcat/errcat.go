@@ -13,6 +13,7 @@ package errcat
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Category says who can fix an error. The strings are the wire values of
@@ -73,6 +74,32 @@ func Of(err error) Category {
 func Tagged(err error) bool {
 	_, ok := innermost(err)
 	return ok
+}
+
+// Chain lists the types of err's chain, outermost first ("*fmt.wrapError >
+// *fs.PathError > syscall.Errno"): for the log of an untagged error, to
+// find where it was made.
+func Chain(err error) string {
+	var parts []string
+	for err != nil {
+		parts = append(parts, fmt.Sprintf("%T", err))
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			var inner []string
+			for _, e := range u.Unwrap() {
+				inner = append(inner, Chain(e))
+			}
+			if len(inner) > 0 {
+				parts = append(parts, "["+strings.Join(inner, ", ")+"]")
+			}
+			err = nil
+		default:
+			err = nil
+		}
+	}
+	return strings.Join(parts, " > ")
 }
 
 // innermost walks err's chain (depth first, as errors.As does) and returns

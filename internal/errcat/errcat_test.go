@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 )
 
@@ -55,5 +56,19 @@ func TestCategory(t *testing.T) {
 	}
 	if p := (problems{}); Environment.Wrap(p) != error(p) {
 		t.Fatal("Wrap must keep a typed error that has its category")
+	}
+}
+
+func TestChain(t *testing.T) {
+	_, err := os.Open("/nonexistent/errcat")
+	err = fmt.Errorf("load: %w", err)
+	if got, want := Chain(err), "*fmt.wrapError > *fs.PathError > syscall.Errno"; got != want {
+		t.Errorf("Chain = %q, want %q", got, want)
+	}
+	if got, want := Chain(errors.Join(errors.New("a"), Environment.New("b"))), "*errors.joinError > [*errors.errorString, *errcat.Error > *errors.errorString]"; got != want {
+		t.Errorf("Chain = %q, want %q", got, want)
+	}
+	if Chain(nil) != "" {
+		t.Error("Chain(nil) must be empty")
 	}
 }
