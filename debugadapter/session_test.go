@@ -2,7 +2,6 @@ package debugadapter
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tether-dev/tether/debugadapter/daptest"
 	"github.com/tether-dev/tether/internal/errcat"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -371,10 +371,9 @@ func TestSessionAttachErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logMu sync.Mutex
-			var logged bytes.Buffer
+			var logged syncbuf.Buffer
 			b := startBridge(t, addrs, func(c *Config) {
-				c.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logged}, nil))
+				c.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 				open := c.OpenTunnel
 				c.OpenTunnel = func(ctx context.Context, proxy string) (tunnel.Tunnel, error) {
 					tun, err := open(ctx, proxy)
@@ -389,10 +388,7 @@ func TestSessionAttachErrors(t *testing.T) {
 			if er.Command != "attach" || er.Body.Error == nil || er.Body.Error.Id != FailedToAttach || !strings.Contains(er.Message, tt.want) {
 				t.Fatalf("error response %s, want %q", b.c.LastRaw(), tt.want)
 			}
-			logMu.Lock()
-			log := logged.String()
-			logMu.Unlock()
-			if !strings.Contains(log, "category="+string(tt.category)) {
+			if log := logged.String(); !strings.Contains(log, "category="+string(tt.category)) {
 				t.Errorf("log %q, want category %s", log, tt.category)
 			}
 			if d := time.Since(start); d > 15*time.Second {
@@ -481,16 +477,4 @@ func TestSessionIDEGoesAway(t *testing.T) {
 	if !b.tun.isClosed() {
 		t.Error("tunnel left open after the IDE went away")
 	}
-}
-
-// lockedWriter serialises writes to a buffer shared with the test.
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

@@ -1,36 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 )
-
-// syncBuffer is a log sink the test reads while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func errorCategory(m map[string]any) string {
 	e, _ := m["error"].(map[string]any)
@@ -94,7 +75,7 @@ configurations:
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var log syncBuffer
+			var log syncbuf.Buffer
 			addr := serveUnix(t, Options{Workspace: c.ws, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			cl := dialRaw(t, addr)
 			cl.initialize(1)
@@ -116,7 +97,7 @@ configurations:
 // An error nobody tagged is a bug: -32603 with category "bug", and logged
 // with its chain so that a developer can find where it was made.
 func TestUntaggedErrorIsLoggedAsBug(t *testing.T) {
-	var log syncBuffer
+	var log syncbuf.Buffer
 	s := &session{log: slog.New(slog.NewTextHandler(&log, nil))}
 	_, cause := os.Open(filepath.Join(t.TempDir(), "nope"))
 	je := s.replyError("runConfig/list", fmt.Errorf("reading: %w", cause))
