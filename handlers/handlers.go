@@ -169,9 +169,10 @@ func AsError(err error) *Error {
 }
 
 // failedError is AsError for the methods that open a tunnel or start an
-// app (launch/*, debug/forward, kubernetes/namespaces): a failure that has
-// no code of its own is CodeLaunchFailed, whoever can fix it
-// (data.category says who); a bug is still -32603.
+// app (launch/*, debug/forward and debug/unforward, kubernetes/namespaces;
+// they use launchError): a failure that has no code of its own is
+// CodeLaunchFailed, whoever can fix it (data.category says who); a bug is
+// still -32603.
 func failedError(err error) *Error {
 	if e := known(err); e != nil {
 		return e
