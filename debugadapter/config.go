@@ -2,12 +2,12 @@ package debugadapter
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/launch"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/tunnel"
@@ -54,7 +54,7 @@ func (c Config) withDefaults() Config {
 // workspaceTunnel opens the tunnel to a proxy of the workspace.
 func (c Config) workspaceTunnel(ctx context.Context, name string) (tunnel.Tunnel, error) {
 	if c.Workspace == nil {
-		return nil, fmt.Errorf("no workspace to find proxy %q in", name)
+		return nil, errcat.Config.Newf("no workspace to find proxy %q in", name)
 	}
 	snap, err := c.Workspace.Load()
 	if err != nil {
@@ -71,7 +71,7 @@ func (c Config) workspaceTunnel(ctx context.Context, name string) (tunnel.Tunnel
 		if len(names) > 0 {
 			known = strings.Join(names, ", ")
 		}
-		return nil, fmt.Errorf("no proxy named %q in %s (proxies: %s)", name, c.Workspace.Path(), known)
+		return nil, errcat.User.Newf("no proxy named %q in %s (proxies: %s)", name, c.Workspace.Path(), known)
 	}
 	if ps := workspace.ValidateProxy(px); len(ps) > 0 {
 		return nil, ps

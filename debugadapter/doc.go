@@ -6,4 +6,8 @@
 //
 // Messages that need no change are relayed byte for byte (only the
 // adapter's seq is renumbered), so vendor extensions survive.
+//
+// Attach failures carry their category (internal/errcat): bad attach
+// arguments and unknown proxies are user errors, the tunnel and the target
+// environment errors; an untagged one is logged as a bug.
 package debugadapter

@@ -3,9 +3,10 @@ package debugadapter
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // PathMapping is one substitutePath entry: From is the local directory (the
@@ -101,7 +102,7 @@ func (ps Paths) resolve(dir string) (Paths, error) {
 	out := make(Paths, 0, len(ps))
 	for i, m := range ps {
 		if strings.TrimSpace(m.From) == "" || strings.TrimSpace(m.To) == "" {
-			return nil, fmt.Errorf("substitutePath[%d]: both from (the local directory) and to (the remote one) are required", i)
+			return nil, errcat.User.Newf("substitutePath[%d]: both from (the local directory) and to (the remote one) are required", i)
 		}
 		if dir != "" && !windowsStyle(m.From) && !filepath.IsAbs(m.From) {
 			m.From = filepath.Join(dir, m.From)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-dap"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/framing"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/tunnel"
@@ -214,7 +215,11 @@ func (s *session) beforeAttach(ctx context.Context, p peek, body []byte) bool {
 			return false
 		}
 		if err := s.attach(ctx, p, body); err != nil {
-			s.log.Warn("attach failed", "error", err)
+			if errcat.Of(err) == errcat.Bug {
+				s.log.Error("attach failed: this is a bug", "error", err)
+			} else {
+				s.log.Warn("attach failed", "error", err, "category", errcat.Of(err))
+			}
 			s.closeRemote()
 			s.errorResponse(p.Seq, p.Command, FailedToAttach, err.Error())
 		}
@@ -242,31 +247,31 @@ type attachArgs struct {
 func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 	var req map[string]json.RawMessage
 	if err := json.Unmarshal(body, &req); err != nil {
-		return fmt.Errorf("attach request is not valid JSON: %v", err)
+		return errcat.User.Newf("attach request is not valid JSON: %v", err)
 	}
 	args := map[string]json.RawMessage{}
 	if raw, ok := req["arguments"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &args); err != nil {
-			return fmt.Errorf("attach arguments must be an object")
+			return errcat.User.New("attach arguments must be an object")
 		}
 	}
 	var a attachArgs
 	for name, dst := range map[string]any{"proxy": &a.Proxy, "target": &a.Target, "substitutePath": &a.SubstitutePath} {
 		if raw, ok := args[name]; ok {
 			if err := json.Unmarshal(raw, dst); err != nil {
-				return fmt.Errorf("attach argument %s: %v", name, jsonTypeError(err))
+				return errcat.User.Newf("attach argument %s: %v", name, jsonTypeError(err))
 			}
 		}
 		delete(args, name)
 	}
 	switch {
 	case a.Proxy == "":
-		return errors.New(`attach argument proxy is required: the name of a proxy in tether.yaml`)
+		return errcat.User.New(`attach argument proxy is required: the name of a proxy in tether.yaml`)
 	case a.Target == "":
-		return errors.New(`attach argument target is required: "host:port" of the debug adapter as the proxy machine sees it (dlv --headless --accept-multiclient, dlv dap, debugpy --listen)`)
+		return errcat.User.New(`attach argument target is required: "host:port" of the debug adapter as the proxy machine sees it (dlv --headless --accept-multiclient, dlv dap, debugpy --listen)`)
 	}
 	if _, port, err := net.SplitHostPort(a.Target); err != nil || port == "" {
-		return fmt.Errorf(`attach argument target %q must be "host:port"`, a.Target)
+		return errcat.User.Newf(`attach argument target %q must be "host:port"`, a.Target)
 	}
 	dir := ""
 	if s.cfg.Workspace != nil {
@@ -274,7 +279,7 @@ func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 	}
 	paths, err := a.SubstitutePath.resolve(dir)
 	if err != nil {
-		return fmt.Errorf("attach argument %v", err)
+		return errcat.User.Newf("attach argument %v", err)
 	}
 	s.paths, s.target = paths, a.Target
 	log := s.log.With("proxy", a.Proxy, "target", a.Target)
@@ -285,14 +290,14 @@ func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 	}))
 	tun, err := s.cfg.OpenTunnel(pctx, a.Proxy)
 	if err != nil {
-		return fmt.Errorf("cannot open the tunnel to proxy %s: %w", a.Proxy, err)
+		return errcat.Environment.Newf("cannot open the tunnel to proxy %s: %w", a.Proxy, err) // inner tags win
 	}
 	s.tun = tun
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	conn, err := tun.Dial(dctx, "tcp", a.Target)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("cannot connect to the debug adapter: %w (is it listening there, e.g. dlv --headless --listen %s --accept-multiclient?)", err, a.Target)
+		return errcat.Environment.Newf("cannot connect to the debug adapter: %w (is it listening there, e.g. dlv --headless --listen %s --accept-multiclient?)", err, a.Target)
 	}
 	s.conn, s.remote = conn, newWriter(conn, false)
 	s.unwatch = tun.Watch(func(e tunnel.Event) {
@@ -305,7 +310,7 @@ func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 
 	// Replay initialize; wait for its answer, keeping early events.
 	if err := s.remote.send(s.initRaw); err != nil {
-		return fmt.Errorf("debug adapter at %s: %v", a.Target, err)
+		return errcat.Environment.Newf("debug adapter at %s: %v", a.Target, err)
 	}
 	initSeq, _ := peekMessage(s.initRaw)
 	timer := time.NewTimer(s.cfg.HandshakeTimeout)
@@ -317,19 +322,19 @@ func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timer.C:
-			return fmt.Errorf("%s accepted the connection but sent no DAP reply within %s: is it a debug adapter (dlv --headless --accept-multiclient, dlv dap, debugpy --listen)?", a.Target, s.cfg.HandshakeTimeout)
+			return errcat.Environment.Newf("%s accepted the connection but sent no DAP reply within %s: is it a debug adapter (dlv --headless --accept-multiclient, dlv dap, debugpy --listen)?", a.Target, s.cfg.HandshakeTimeout)
 		case err := <-remErr:
 			if errors.Is(err, ErrNotDAP) {
-				return fmt.Errorf("%s does not speak the Debug Adapter Protocol (%v): is it a debug adapter (dlv --headless --accept-multiclient, dlv dap, debugpy --listen)?", a.Target, err)
+				return errcat.Environment.Newf("%s does not speak the Debug Adapter Protocol (%v): is it a debug adapter (dlv --headless --accept-multiclient, dlv dap, debugpy --listen)?", a.Target, err)
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("%s closed the connection during the DAP handshake: is it a debug adapter that accepts another client (dlv needs --accept-multiclient)?", a.Target)
+				return errcat.Environment.Newf("%s closed the connection during the DAP handshake: is it a debug adapter that accepts another client (dlv needs --accept-multiclient)?", a.Target)
 			}
-			return fmt.Errorf("reading from %s: %v", a.Target, err)
+			return errcat.Environment.Newf("reading from %s: %v", a.Target, err)
 		case msg := <-fromRem:
 			mp, err := peekMessage(msg)
 			if err != nil {
-				return fmt.Errorf("%s does not speak the Debug Adapter Protocol (%v)", a.Target, err)
+				return errcat.Environment.Newf("%s does not speak the Debug Adapter Protocol (%v)", a.Target, err)
 			}
 			if mp.Type == "response" && mp.RequestSeq == initSeq.Seq {
 				var r struct {
@@ -338,10 +343,10 @@ func (s *session) attach(ctx context.Context, p peek, body []byte) error {
 					Body    map[string]any `json:"body"`
 				}
 				if err := json.Unmarshal(msg, &r); err != nil {
-					return fmt.Errorf("%s sent a malformed initialize response: %v", a.Target, err)
+					return errcat.Environment.Newf("%s sent a malformed initialize response: %v", a.Target, err)
 				}
 				if !r.Success {
-					return fmt.Errorf("the debug adapter at %s refused initialize: %s", a.Target, r.Message)
+					return errcat.Environment.Newf("the debug adapter at %s refused initialize: %s", a.Target, r.Message)
 				}
 				remoteCaps = r.Body
 				if remoteCaps == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"github.com/google/go-dap"
 
 	"github.com/tether-dev/tether/debugadapter/daptest"
+	"github.com/tether-dev/tether/internal/errcat"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -351,22 +354,31 @@ func TestSessionAttachErrors(t *testing.T) {
 	})
 	addrs := map[string]string{"10.0.0.6:80": httpLn.Addr().String(), "10.0.0.7:4000": silentLn.Addr().String()}
 	tests := []struct {
-		name string
-		args map[string]any
-		want string
+		name     string
+		args     map[string]any
+		want     string
+		category errcat.Category
 	}{
-		{"target refused", attachArgsFor("10.0.0.9:4000"), "10.0.0.9:4000 refused by the proxy machine"},
-		{"not DAP", attachArgsFor("10.0.0.6:80"), "10.0.0.6:80 does not speak the Debug Adapter Protocol"},
-		{"silent", attachArgsFor("10.0.0.7:4000"), "sent no DAP reply within 500ms"},
-		{"no proxy", map[string]any{"target": "10.0.0.5:4000"}, "proxy is required"},
-		{"no target", map[string]any{"proxy": "bastion"}, "target is required"},
-		{"bad target", map[string]any{"proxy": "bastion", "target": "10.0.0.5"}, `must be "host:port"`},
-		{"unknown proxy", map[string]any{"proxy": "nope", "target": "10.0.0.5:1"}, "cannot open the tunnel to proxy nope: no proxy named nope"},
-		{"bad substitutePath", map[string]any{"proxy": "bastion", "target": "10.0.0.5:1", "substitutePath": "x"}, "attach argument substitutePath: expected"},
+		{"target refused", attachArgsFor("10.0.0.9:4000"), "10.0.0.9:4000 refused by the proxy machine", errcat.Environment},
+		{"not DAP", attachArgsFor("10.0.0.6:80"), "10.0.0.6:80 does not speak the Debug Adapter Protocol", errcat.Environment},
+		{"silent", attachArgsFor("10.0.0.7:4000"), "sent no DAP reply within 500ms", errcat.Environment},
+		{"no proxy", map[string]any{"target": "10.0.0.5:4000"}, "proxy is required", errcat.User},
+		{"no target", map[string]any{"proxy": "bastion"}, "target is required", errcat.User},
+		{"bad target", map[string]any{"proxy": "bastion", "target": "10.0.0.5"}, `must be "host:port"`, errcat.User},
+		{"unknown proxy", map[string]any{"proxy": "nope", "target": "10.0.0.5:1"}, "cannot open the tunnel to proxy nope: no proxy named nope", errcat.User},
+		{"bad substitutePath", map[string]any{"proxy": "bastion", "target": "10.0.0.5:1", "substitutePath": "x"}, "attach argument substitutePath: expected", errcat.User},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := startBridge(t, addrs, nil)
+			var logged syncbuf.Buffer
+			b := startBridge(t, addrs, func(c *Config) {
+				c.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+				open := c.OpenTunnel
+				c.OpenTunnel = func(ctx context.Context, proxy string) (tunnel.Tunnel, error) {
+					tun, err := open(ctx, proxy)
+					return tun, errcat.User.Wrap(err) // as the workspace's "no proxy named"
+				}
+			})
 			b.c.InitializeRequest()
 			b.c.ExpectInitializeResponse(t)
 			start := time.Now()
@@ -374,6 +386,9 @@ func TestSessionAttachErrors(t *testing.T) {
 			er := b.c.ExpectErrorResponse(t)
 			if er.Command != "attach" || er.Body.Error == nil || er.Body.Error.Id != FailedToAttach || !strings.Contains(er.Message, tt.want) {
 				t.Fatalf("error response %s, want %q", b.c.LastRaw(), tt.want)
+			}
+			if log := logged.String(); !strings.Contains(log, "category="+string(tt.category)) {
+				t.Errorf("log %q, want category %s", log, tt.category)
 			}
 			if d := time.Since(start); d > 15*time.Second {
 				t.Errorf("took %s", d)

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/k8stestbed"
 	"github.com/tether-dev/tether/plugins/docker"
 	"github.com/tether-dev/tether/plugins/kubernetes"
@@ -519,6 +520,9 @@ func TestKubernetesImageError(t *testing.T) {
 		Image: "tether/nosuch:image", ImagePullPolicy: "Never", Session: randSession("img-")})
 	if err == nil || !strings.Contains(err.Error(), "ErrImageNeverPull") {
 		t.Fatalf("want an ErrImageNeverPull error, got %v", err)
+	}
+	if c := errcat.Of(err); c != errcat.Environment {
+		t.Errorf("category %q, want environment", c)
 	}
 	t.Logf("missing image: %v", err)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"github.com/tether-dev/tether/debugadapter"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -20,7 +21,7 @@ func dapServer(ctx context.Context, env *Env, p *protocol.DAPServerParams) (any,
 		return debugadapter.Serve(ctx, c, debugadapter.Config{Workspace: env.Workspace, Prompts: env.Prompts, Logger: log})
 	})
 	if err != nil {
-		return nil, err
+		return nil, errcat.Environment.Newf("debug/dapServer: %w", err)
 	}
 	return protocol.DAPServerResult{Address: addr}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/launch"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/protocol"
@@ -137,7 +138,7 @@ func InvalidParams(field, format string, args ...any) *Error {
 	if field != "" {
 		msg = field + ": " + msg
 	}
-	return &Error{Code: protocol.CodeInvalidParams, Message: msg, Data: &protocol.ErrorData{Category: "user"}}
+	return &Error{Code: protocol.CodeInvalidParams, Message: msg, Data: &protocol.ErrorData{Category: string(errcat.User)}}
 }
 
 func required(field, value string) error {
@@ -148,8 +149,57 @@ func required(field, value string) error {
 }
 
 // AsError turns any handler error into a reply error with a code, a
-// category and a message that says what to do next.
+// category and a message that says what to do next. Errors with a code of
+// their own (not found, conflict, an unreadable tether.yaml, invalid
+// configurations, not supported) keep it; the others get their code from
+// their errcat category: user and config -32602, environment
+// CodeEnvironment. An error nobody tagged is a bug: -32603 with category
+// "bug" (IsBug; the server logs it with its chain).
 func AsError(err error) *Error {
+	if e := known(err); e != nil {
+		return e
+	}
+	switch c := errcat.Of(err); c {
+	case errcat.User, errcat.Config:
+		return newError(protocol.CodeInvalidParams, err, c)
+	case errcat.Environment:
+		return newError(protocol.CodeEnvironment, err, c)
+	}
+	return bugError(err)
+}
+
+// failedError is AsError for the methods that open a tunnel or start an
+// app (launch/*, debug/forward and debug/unforward, kubernetes/namespaces;
+// they use launchError): a failure that has no code of its own is
+// CodeLaunchFailed, whoever can fix it (data.category says who); a bug is
+// still -32603.
+func failedError(err error) *Error {
+	if e := known(err); e != nil {
+		return e
+	}
+	c := errcat.Of(err)
+	if c == errcat.Bug {
+		return bugError(err)
+	}
+	return newError(protocol.CodeLaunchFailed, err, c)
+}
+
+// bugError is the reply to an error nobody tagged: a bug in Tether.
+func bugError(err error) *Error {
+	e := newError(protocol.CodeInternalError, err, errcat.Bug)
+	e.Message += " (this is a bug in Tether; the backend log has details)"
+	return e
+}
+
+// IsBug reports whether a reply error stands for a bug in Tether.
+func (e *Error) IsBug() bool { return e.Code == protocol.CodeInternalError }
+
+func newError(code int, err error, c errcat.Category) *Error {
+	return &Error{Code: code, Message: err.Error(), Data: &protocol.ErrorData{Category: string(c)}}
+}
+
+// known maps the errors that have a code of their own; nil for the others.
+func known(err error) *Error {
 	var e *Error
 	var ps workspace.Problems
 	var se *workspace.SyntaxError
@@ -159,15 +209,15 @@ func AsError(err error) *Error {
 		return e
 	case errors.As(err, &ps):
 		return &Error{Code: protocol.CodeInvalidParams, Message: ps.Error(),
-			Data: &protocol.ErrorData{Category: "config", Problems: ps}}
+			Data: &protocol.ErrorData{Category: string(errcat.Config), Problems: ps}}
 	case errors.Is(err, workspace.ErrConflict):
-		return &Error{Code: protocol.CodeConflict, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
-	case errors.Is(err, workspace.ErrNotFound):
-		return &Error{Code: protocol.CodeNotFound, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
-	case errors.As(err, &se):
-		return &Error{Code: protocol.CodeWorkspaceInvalid, Message: err.Error(), Data: &protocol.ErrorData{Category: "config"}}
-	case errors.As(err, &fe):
-		return &Error{Code: protocol.CodeWorkspaceInvalid, Message: err.Error(), Data: &protocol.ErrorData{Category: "config"}}
+		return newError(protocol.CodeConflict, err, errcat.User)
+	case errors.Is(err, workspace.ErrNotFound), errors.Is(err, launch.ErrUnknownSession):
+		return newError(protocol.CodeNotFound, err, errcat.User)
+	case errors.As(err, &se), errors.As(err, &fe):
+		return newError(protocol.CodeWorkspaceInvalid, err, errcat.Config)
+	case errors.Is(err, launch.ErrNotSupported):
+		return newError(protocol.CodeNotSupported, err, errcat.User)
 	}
-	return &Error{Code: protocol.CodeInternalError, Message: err.Error(), Data: &protocol.ErrorData{Category: "environment"}}
+	return nil
 }

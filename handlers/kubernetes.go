@@ -15,7 +15,7 @@ func init() {
 func kubernetesContexts(ctx context.Context, env *Env, p *protocol.KubernetesContextsParams) (any, error) {
 	contexts, current, err := kubernetes.Contexts(p.Kubeconfig)
 	if err != nil {
-		return nil, &Error{Code: protocol.CodeInvalidParams, Message: "kubeconfig: " + err.Error(), Data: &protocol.ErrorData{Category: "config"}}
+		return nil, err // a config error: -32602
 	}
 	return protocol.KubernetesContextsResult{Contexts: nonNil(contexts), Current: current}, nil
 }

@@ -52,26 +52,17 @@ func launchStop(ctx context.Context, env *Env, p *protocol.LaunchStopParams) (an
 	return launchError[any](nil, env.Launches.Stop(p.LaunchID))
 }
 
-// launchError gives launch failures their code and category.
+// launchError gives the failures of methods that open a tunnel or start an
+// app their code and category (failedError): 2001 unless the error has a
+// code of its own or is a bug.
 func launchError[T any](v T, err error) (any, error) {
-	switch {
-	case err == nil:
+	if err == nil {
 		return v, nil
-	case errors.Is(err, launch.ErrUnknownSession):
-		return nil, &Error{Code: protocol.CodeNotFound, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
-	case errors.Is(err, launch.ErrNotSupported):
-		return nil, &Error{Code: protocol.CodeNotSupported, Message: err.Error(), Data: &protocol.ErrorData{Category: "user"}}
 	}
+	e := failedError(err)
 	var ps workspace.Problems
 	if errors.As(err, &ps) {
-		e := AsError(err)
 		e.Message = fmt.Sprintf("the run configuration is invalid: %s", err)
-		return nil, e
-	}
-	e := AsError(err)
-	if e.Code == protocol.CodeInternalError {
-		// Network, remote machine, local tool: not a bug in Tether.
-		e.Code = protocol.CodeLaunchFailed
 	}
 	return nil, e
 }

@@ -2,9 +2,9 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/protocol"
 )
@@ -27,7 +27,7 @@ func (p idePrompts) HostKey(ctx context.Context, host, fingerprint, keyType stri
 		Actions: []protocol.MessageActionItem{{Title: trustAction}, {Title: "Cancel"}},
 	}, &res)
 	if err != nil {
-		return false, fmt.Errorf("asking the IDE about the host key: %w", err)
+		return false, errcat.Environment.Newf("asking the IDE about the host key: %w", err)
 	}
 	return res != nil && res.Title == trustAction, nil
 }
@@ -35,10 +35,10 @@ func (p idePrompts) HostKey(ctx context.Context, host, fingerprint, keyType stri
 func (p idePrompts) Secret(ctx context.Context, prompt string, echo bool) (string, error) {
 	var res *protocol.ShowInputResult
 	if err := p.c.Call(ctx, protocol.MethodShowInputRequest, protocol.ShowInputRequestParams{Message: prompt, Secret: !echo}, &res); err != nil {
-		return "", fmt.Errorf("asking the IDE: %w", err)
+		return "", errcat.Environment.Newf("asking the IDE: %w", err)
 	}
 	if res == nil {
-		return "", errors.New("cancelled by the user")
+		return "", errcat.User.New("cancelled by the user")
 	}
 	return res.Value, nil
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
@@ -34,7 +35,7 @@ func proxySave(ctx context.Context, env *Env, p *protocol.ProxySaveParams) (any,
 		return nil, prefixed("proxy", ps)
 	}
 	s, err := env.Workspace.SaveProxy(p.Revision, px)
-	if ps, ok := err.(workspace.Problems); ok {
+	if errors.As(err, &ps) {
 		return nil, prefixed("proxy", ps)
 	}
 	if err != nil {

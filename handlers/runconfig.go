@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tether-dev/tether/protocol"
@@ -51,7 +52,7 @@ func runConfigSave(ctx context.Context, env *Env, p *protocol.RunConfigSaveParam
 		return nil, prefixed("config", ps)
 	}
 	s, err := env.Workspace.SaveConfig(p.Revision, rc)
-	if ps, ok := err.(workspace.Problems); ok {
+	if errors.As(err, &ps) {
 		return nil, prefixed("config", ps)
 	}
 	if err != nil {

@@ -65,13 +65,15 @@ const (
 )
 
 // Error codes. The standard JSON-RPC and LSP codes, then Tether's own
-// application codes (positive, outside the reserved range).
+// application codes (positive, outside the reserved range). The code says
+// what failed; ErrorData.Category says who can fix it. -32603 is only ever
+// a bug in Tether (category "bug").
 const (
 	CodeParseError           = -32700 // the message is not JSON
 	CodeInvalidRequest       = -32600 // not a JSON-RPC request, or over the size limit
 	CodeMethodNotFound       = -32601
-	CodeInvalidParams        = -32602 // message names the field; data.problems for configs
-	CodeInternalError        = -32603 // a bug: data.category is "bug"
+	CodeInvalidParams        = -32602 // a param (user) or the configuration a request uses (config); message names the field, data.problems for configs
+	CodeInternalError        = -32603 // a bug in Tether, and nothing else: data.category is "bug"
 	CodeServerNotInitialized = -32002 // a request before initialize
 	CodeRequestCancelled     = -32800 // $/cancelRequest, or the client went away
 
@@ -81,7 +83,11 @@ const (
 	CodeUnauthorized     = 1004 // the token in initializationOptions is missing or wrong
 	CodeInvalidState     = 1005 // e.g. a second initialize, or a request after shutdown
 	CodeNotSupported     = 1006 // valid, but this build cannot do it
-	CodeLaunchFailed     = 2001 // the tunnel or the app could not be started: the message says why and what to do
+	CodeLaunchFailed     = 2001 // the tunnel or the app could not be started: the message says why, data.category who can fix it
+	// CodeEnvironment: another request failed for a reason outside Tether
+	// and the request (a file that cannot be written, a port that cannot
+	// be opened, the cluster); data.category is "environment".
+	CodeEnvironment = 2002
 
 	// CodeServerBusy: tether serve --listen already serves its maximum of
 	// clients; the connection is closed after this reply (id null).

@@ -18,6 +18,7 @@ import (
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/tether-dev/tether/handlers"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/launch"
 	"github.com/tether-dev/tether/progress"
 	"github.com/tether-dev/tether/protocol"
@@ -280,9 +281,21 @@ func (s *session) dispatch(rctx context.Context, req *jsonrpc2.Request) (result 
 		if ctx.Err() != nil {
 			return nil, rpcError(protocol.CodeRequestCancelled, "request cancelled", "user")
 		}
-		return nil, toRPC(handlers.AsError(herr))
+		return nil, s.replyError(method, herr)
 	}
 	return res, nil
+}
+
+// replyError is the reply to a failed request (handlers.AsError). A bug
+// (an error nobody tagged with its category) is logged with its chain, so
+// that a developer can find where it was made and tag it there.
+func (s *session) replyError(method string, err error) *jsonrpc2.Error {
+	e := handlers.AsError(err)
+	if e.IsBug() {
+		s.log.Error("request failed with an untagged error: a bug (tag it with its errcat category where it is made)",
+			"method", validUTF8(method), "err", validUTF8(err.Error()), "chain", errcat.Chain(err))
+	}
+	return toRPC(e)
 }
 
 func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
@@ -291,7 +304,7 @@ func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
 	}
 	var p protocol.InitializeParams
 	if err := handlers.DecodeParams(json.RawMessage(req.Params()), &p); err != nil {
-		return nil, toRPC(handlers.AsError(err))
+		return nil, s.replyError(protocol.MethodInitialize, err)
 	}
 	if tok := s.srv.opts.Token; tok != "" {
 		var got string
@@ -309,7 +322,7 @@ func (s *session) initialize(req *jsonrpc2.Request) (any, error) {
 	}
 	dir, err := s.srv.workspaceDir(&p)
 	if err != nil {
-		return nil, toRPC(handlers.AsError(err))
+		return nil, s.replyError(protocol.MethodInitialize, err)
 	}
 	if p.ProcessID != nil && *p.ProcessID > 0 {
 		go s.watchIDE(*p.ProcessID)

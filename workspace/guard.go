@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // FileError is a workspace file that this build cannot read or must not
@@ -20,6 +22,9 @@ type FileError struct {
 	Line int // 0 when no line applies
 	Msg  string
 }
+
+// ErrorCategory: the file must be fixed (or Tether upgraded).
+func (e *FileError) ErrorCategory() errcat.Category { return errcat.Config }
 
 func (e *FileError) Error() string {
 	if e.Line > 0 {
@@ -145,7 +150,7 @@ func resolveLink(path string) (string, error) {
 		}
 		path = target
 	}
-	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+	return "", errcat.Environment.Newf("%s: too many levels of symbolic links", path)
 }
 
 // PermissionWarnings says when other users could change the workspace file:

@@ -1,5 +1,10 @@
 // Package workspace loads, validates and saves the workspace file
 // (tether.yaml): the proxies and run configurations of one project.
+//
+// Its errors carry their category (internal/errcat): a file that cannot be
+// parsed or validated (SyntaxError, FileError, Problems) is a config error;
+// ErrNotFound and ErrConflict are user errors; a file that cannot be read or
+// written is an environment error.
 package workspace
 
 import "github.com/tether-dev/tether/protocol"

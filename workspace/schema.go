@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Schema is the small subset of JSON Schema that describes tether.yaml. The
@@ -224,8 +226,12 @@ func (s *Schema) jsonSchema() map[string]any {
 	return m
 }
 
-// Problems is a list of problems that is also an error.
+// Problems is a list of problems that is also an error: a config error
+// (code -32602 with data.problems over JSON-RPC).
 type Problems []Problem
+
+// ErrorCategory: the configuration must be fixed.
+func (ps Problems) ErrorCategory() errcat.Category { return errcat.Config }
 
 func (ps Problems) Error() string {
 	if len(ps) == 0 {

@@ -17,14 +17,18 @@ import (
 
 	"golang.org/x/sys/unix"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // ErrConflict is returned when a save names a revision that is no longer the
 // file's: someone else (another IDE window, an editor) changed it meanwhile.
-var ErrConflict = errors.New("tether.yaml was changed by someone else")
+// It is a user error: the request carried a stale revision.
+var ErrConflict = errcat.User.New("tether.yaml was changed by someone else")
 
-// ErrNotFound is returned for a name that is not in the file.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned for a name that is not in the file. It is a user
+// error: the request named something that does not exist.
+var ErrNotFound = errcat.User.New("not found")
 
 // Workspace is a directory holding tether.yaml.
 type Workspace struct {
@@ -66,11 +70,14 @@ type Snapshot struct {
 	root     *yaml.Node
 }
 
-// SyntaxError is a tether.yaml that is not YAML at all.
+// SyntaxError is a tether.yaml that is not YAML at all: a config error.
 type SyntaxError struct {
 	Path string
 	Err  error
 }
+
+// ErrorCategory: the file must be fixed.
+func (e *SyntaxError) ErrorCategory() errcat.Category { return errcat.Config }
 
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("%s is not valid YAML: %v (fix the file, then try again)", e.Path, e.Err)
@@ -116,7 +123,7 @@ func (w *Workspace) load() (*Snapshot, error) {
 		return &Snapshot{File: File{Version: CurrentVersion}, Revision: revision(nil)}, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, errcat.Environment.Wrap(err) // e.g. not readable, a directory
 	}
 	return parse(w.Path(), data)
 }
@@ -227,7 +234,7 @@ func (w *Workspace) update(rev string, m mutation) (*Snapshot, error) {
 		return nil, err
 	}
 	if err := writeAtomic(w.Path(), buf.Bytes()); err != nil {
-		return nil, err
+		return nil, errcat.Environment.Wrap(err)
 	}
 	if w.Logger != nil {
 		for _, warning := range w.PermissionWarnings() {
@@ -241,11 +248,11 @@ func (w *Workspace) update(rev string, m mutation) (*Snapshot, error) {
 // leaves no lock file behind.
 func (w *Workspace) lock() (func(), error) {
 	if err := os.MkdirAll(w.Dir, 0o755); err != nil {
-		return nil, err
+		return nil, errcat.Environment.Wrap(err)
 	}
 	fd, err := unix.Open(w.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open workspace %s: %w", w.Dir, err)
+		return nil, errcat.Environment.Newf("open workspace %s: %w", w.Dir, err)
 	}
 	for {
 		err = unix.Flock(fd, unix.LOCK_EX)
@@ -255,7 +262,7 @@ func (w *Workspace) lock() (func(), error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("lock workspace %s: %w", w.Dir, err)
+		return nil, errcat.Environment.Newf("lock workspace %s: %w", w.Dir, err)
 	}
 	return func() { unix.Close(fd) }, nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Container labels. Everything Tether creates carries LabelManaged=true and
@@ -165,7 +167,7 @@ func (d *Docker) clean(ctx context.Context, self Owner, all bool, isAlive func(m
 		}
 		err := d.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && !isNotFound(err) {
-			errs = append(errs, fmt.Errorf("remove container %s: %w", name, err))
+			errs = append(errs, errcat.Environment.Newf("remove container %s: %w", name, err))
 			continue
 		}
 		removed = append(removed, name)

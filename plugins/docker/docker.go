@@ -8,6 +8,11 @@
 // The daemon is reached through github.com/docker/docker/client with API
 // version negotiation (Debian's docker.io 20.10, API 1.41, and current ones),
 // always behind the API interface below.
+//
+// Its errors carry their category (internal/errcat): the daemon, images,
+// ports and the sidecar are environment errors (every Err* kind below is
+// one); a malformed ports or volumes entry of the run configuration, or a
+// DOCKER_HOST that does not parse, is a config error.
 package docker
 
 import (
@@ -27,6 +32,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // API is the part of the Docker Engine client that this package uses. It is
@@ -52,13 +59,13 @@ type API interface {
 var _ API = (*client.Client)(nil)
 
 // Errors a caller can test with errors.Is; the error text itself always says
-// what happened and what to do.
+// what happened and what to do. All are environment errors (errcat).
 var (
-	ErrDaemonNotRunning = errors.New("docker daemon not running")
-	ErrImageNotFound    = errors.New("image not found locally")
-	ErrPortTaken        = errors.New("port already in use")
-	ErrNoNetAdmin       = errors.New("sidecar lacks NET_ADMIN")
-	ErrSidecarNotReady  = errors.New("sidecar not ready")
+	ErrDaemonNotRunning = errcat.Environment.New("docker daemon not running")
+	ErrImageNotFound    = errcat.Environment.New("image not found locally")
+	ErrPortTaken        = errcat.Environment.New("port already in use")
+	ErrNoNetAdmin       = errcat.Environment.New("sidecar lacks NET_ADMIN")
+	ErrSidecarNotReady  = errcat.Environment.New("sidecar not ready")
 )
 
 // Error is a failure with a user-facing message; it matches its Kind (one of
@@ -107,7 +114,7 @@ const pingTimeout = 5 * time.Second
 func New(ctx context.Context) (*Docker, error) {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, errcat.Config.Newf("docker client: %w", err) // DOCKER_HOST and friends
 	}
 	d := &Docker{api: cli, host: cli.DaemonHost(), closer: cli}
 	if err := d.Ping(ctx); err != nil {
@@ -152,7 +159,7 @@ func (d *Docker) Ping(ctx context.Context) error {
 }
 
 // daemonError turns a failure to reach the daemon into a clear message;
-// other errors are returned unchanged.
+// other errors are the daemon's answers: environment errors.
 func (d *Docker) daemonError(err error) error {
 	if err == nil {
 		return nil
@@ -170,7 +177,7 @@ func (d *Docker) daemonError(err error) error {
 		return &Error{Kind: ErrDaemonNotRunning, Err: err, Msg: fmt.Sprintf(
 			"Docker daemon not running at %s: start it (sudo systemctl start docker, or dockerd)", d.host)}
 	}
-	return err
+	return errcat.Environment.Wrap(err)
 }
 
 func isDialError(msg string) bool {

@@ -23,6 +23,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/progress"
 )
 
@@ -522,6 +523,9 @@ func TestDaemonDown(t *testing.T) {
 			if !errors.Is(err, ErrDaemonNotRunning) {
 				t.Errorf("error %v is not ErrDaemonNotRunning", err)
 			}
+			if c := errcat.Of(err); c != errcat.Environment {
+				t.Errorf("category %q, want environment", c)
+			}
 			want := "Docker daemon not running at " + host + ": start it (sudo systemctl start docker, or dockerd)"
 			if !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("error %q does not start with %q", err, want)
@@ -721,8 +725,8 @@ func TestSpecParsing(t *testing.T) {
 	if strings.Join(b, " ") != strings.Join(want, " ") {
 		t.Errorf("binds %q, want %q", b, want)
 	}
-	if _, err := (&RunSpec{Volumes: []string{"/only"}}).binds(); err == nil {
-		t.Error("volume without target accepted")
+	if _, err := (&RunSpec{Volumes: []string{"/only"}}).binds(); err == nil || errcat.Of(err) != errcat.Config {
+		t.Errorf("volume without target: %v (%s), want a config error", err, errcat.Of(err))
 	}
 	spec = RunSpec{Ports: []string{"8080:8080", "127.0.0.1:9000:90/udp"}, DebugPort: 5005}
 	exposed, bind, err := spec.portMap()
@@ -733,8 +737,8 @@ func TestSpecParsing(t *testing.T) {
 		bind["5005/tcp"][0].HostIP != "127.0.0.1" || bind["5005/tcp"][0].HostPort != "" {
 		t.Errorf("exposed %v bindings %v", exposed, bind)
 	}
-	if _, _, err := (&RunSpec{Ports: []string{"x:y:z:w"}}).portMap(); err == nil {
-		t.Error("bad port accepted")
+	if _, _, err := (&RunSpec{Ports: []string{"x:y:z:w"}}).portMap(); err == nil || errcat.Of(err) != errcat.Config {
+		t.Errorf("bad port: %v (%s), want a config error", err, errcat.Of(err))
 	}
 	if err := (&RunSpec{Session: "a b", Image: "i", SidecarImage: "s"}).validate(); err == nil {
 		t.Error("bad session id accepted")
@@ -894,16 +898,20 @@ func TestStartErrorMessages(t *testing.T) {
 		"Error starting userland proxy: listen tcp6 [::]:8080: bind: address already in use":                                                                     "cannot publish port [::]:8080: it is already in use",
 	} {
 		err := d.startError("sidecar", errors.New(in))
-		if !errors.Is(err, ErrPortTaken) || !strings.HasPrefix(err.Error(), want) {
-			t.Errorf("%q -> %v", in, err)
+		if !errors.Is(err, ErrPortTaken) || !strings.HasPrefix(err.Error(), want) || errcat.Of(err) != errcat.Environment {
+			t.Errorf("%q -> %v (%s)", in, err, errcat.Of(err))
 		}
 	}
 	err := d.daemonError(errors.New("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"))
 	if !errors.Is(err, ErrDaemonNotRunning) || !strings.HasPrefix(err.Error(), "Docker daemon not running at unix:///var/run/docker.sock: start it") {
 		t.Errorf("daemon down: %v", err)
 	}
-	if err := d.daemonError(errors.New("OCI runtime create failed: stat /app: no such file or directory")); errors.Is(err, ErrDaemonNotRunning) {
-		t.Errorf("container error taken for daemon down: %v", err)
+	if err := d.daemonError(errors.New("OCI runtime create failed: stat /app: no such file or directory")); errors.Is(err, ErrDaemonNotRunning) || errcat.Of(err) != errcat.Environment {
+		t.Errorf("container error taken for daemon down, or not an environment error: %v", err)
+	}
+	missing := &Error{Kind: ErrImageNotFound, Msg: "image x not found locally"}
+	if errcat.Of(missing) != errcat.Environment || !errors.Is(missing, ErrImageNotFound) {
+		t.Errorf("image missing: %s", errcat.Of(missing))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/progress"
 )
 
@@ -50,7 +51,7 @@ type BuildFile struct {
 func (d *Docker) BuildAgentImage(ctx context.Context, agentBinary, tag string) error {
 	bin, err := os.ReadFile(agentBinary)
 	if err != nil {
-		return fmt.Errorf("sidecar image: read agent binary: %w", err)
+		return errcat.Environment.Newf("sidecar image: read agent binary: %w", err) // the installation
 	}
 	sum := sha256.Sum256(bin)
 	digest := hex.EncodeToString(sum[:])
@@ -108,12 +109,12 @@ func (d *Docker) BuildImage(ctx context.Context, tag, dockerfile string, labels 
 	}
 	defer resp.Body.Close()
 	if err := readBuildOutput(ctx, resp.Body); err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
+		return errcat.Environment.Newf("build image %s: %w", tag, err)
 	}
 	if _, ok, err := d.imageExists(ctx, tag); err != nil {
 		return err
 	} else if !ok {
-		return fmt.Errorf("build image %s: the daemon reported success but the image is missing", tag)
+		return errcat.Environment.Newf("build image %s: the daemon reported success but the image is missing", tag)
 	}
 	progress.Report(ctx, "Built image %s in %s", tag, time.Since(start).Round(time.Millisecond))
 	return nil

@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"github.com/docker/docker/api/types/network"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // GatewayIP returns the gateway of the default bridge network (e.g.
@@ -52,5 +54,5 @@ func (d *Docker) GatewayIP(ctx context.Context) (string, error) {
 		gw := net.IPv4(ip[0], ip[1], ip[2], ip[3]+1)
 		return gw.String(), nil
 	}
-	return "", fmt.Errorf("the default bridge network has no IPv4 gateway or subnet")
+	return "", errcat.Environment.New("the default bridge network has no IPv4 gateway or subnet")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/progress"
 )
 
@@ -228,7 +229,7 @@ func (d *Docker) Start(ctx context.Context, spec RunSpec, out func(stream string
 			}
 		}
 		if s.debugAddr == "" {
-			return fail(fmt.Errorf("the daemon did not publish debug port %d on 127.0.0.1", spec.DebugPort))
+			return fail(errcat.Environment.Newf("the daemon did not publish debug port %d on 127.0.0.1", spec.DebugPort))
 		}
 	}
 
@@ -384,7 +385,7 @@ func (s *Session) waitApp(ctx context.Context) {
 	case r := <-respc:
 		var err error
 		if r.Error != nil && r.Error.Message != "" {
-			err = fmt.Errorf("app container: %s", r.Error.Message)
+			err = errcat.Environment.Newf("app container: %s", r.Error.Message)
 		}
 		s.finishApp(int(r.StatusCode), err)
 	case err := <-errc:
@@ -532,7 +533,7 @@ func (spec *RunSpec) validate() error {
 func (spec *RunSpec) portMap() (nat.PortSet, nat.PortMap, error) {
 	exposed, bindings, err := nat.ParsePortSpecs(spec.Ports)
 	if err != nil {
-		return nil, nil, fmt.Errorf("docker run: ports %q: %w", spec.Ports, err)
+		return nil, nil, errcat.Config.Newf("docker run: ports %q: %w", spec.Ports, err)
 	}
 	if exposed == nil {
 		exposed = nat.PortSet{}
@@ -555,13 +556,13 @@ func (spec *RunSpec) binds() ([]string, error) {
 	for _, v := range spec.Volumes {
 		src, rest, ok := strings.Cut(v, ":")
 		if !ok || src == "" || rest == "" {
-			return nil, fmt.Errorf("docker run: volume %q: want SOURCE:TARGET[:OPTIONS]", v)
+			return nil, errcat.Config.Newf("docker run: volume %q: want SOURCE:TARGET[:OPTIONS]", v)
 		}
 		switch {
 		case src == "~" || strings.HasPrefix(src, "~/"):
 			home, err := os.UserHomeDir()
 			if err != nil {
-				return nil, fmt.Errorf("docker run: volume %q: %w", v, err)
+				return nil, errcat.Environment.Newf("docker run: volume %q: %w", v, err)
 			}
 			src = filepath.Join(home, strings.TrimPrefix(src, "~"))
 		case src == "." || src == ".." || strings.HasPrefix(src, "./") || strings.HasPrefix(src, "../"):
@@ -571,7 +572,7 @@ func (spec *RunSpec) binds() ([]string, error) {
 			}
 			abs, err := filepath.Abs(filepath.Join(base, src))
 			if err != nil {
-				return nil, fmt.Errorf("docker run: volume %q: %w", v, err)
+				return nil, errcat.Environment.Newf("docker run: volume %q: %w", v, err)
 			}
 			src = abs
 		}

@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // DefaultCheckTarget is what Check dials through the agent when no target
@@ -144,7 +146,7 @@ func (a access) String() string {
 // user may run the agent there (SelfSubjectAccessReview).
 func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
 	if _, err := c.client.CoreV1().Namespaces().Get(ctx, c.namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return "", fmt.Errorf("namespace %s does not exist: set namespace in the proxy to an existing one, or ask for it to be created", c.namespace)
+		return "", errcat.Config.Newf("namespace %s does not exist: set namespace in the proxy to an existing one, or ask for it to be created", c.namespace)
 	}
 	allowed := func(a access) (bool, error) {
 		r, err := c.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
@@ -160,7 +162,7 @@ func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
 	for _, a := range []access{{"get", "", "pods", ""}, {"delete", "", "pods", ""}, {"create", "", "pods", "portforward"}} {
 		ok, err := allowed(a)
 		if err != nil {
-			return "", fmt.Errorf("cannot check permissions in namespace %s: %v", c.namespace, explain(err))
+			return "", errcat.Of(explain(err)).Newf("cannot check permissions in namespace %s: %v", c.namespace, explain(err))
 		}
 		if !ok {
 			missing = append(missing, a.String())
@@ -178,7 +180,7 @@ func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
 		missing = append(missing, "create jobs.batch (or create pods)")
 	}
 	if len(missing) > 0 {
-		return "", fmt.Errorf("not allowed in namespace %s: %s. Ask the cluster admin for a Role with these verbs in that namespace (docs/kubernetes.md lists it), or use a namespace where you have them",
+		return "", errcat.Config.Newf("not allowed in namespace %s: %s. Ask the cluster admin for a Role with these verbs in that namespace (docs/kubernetes.md lists it), or use a namespace where you have them",
 			c.namespace, strings.Join(missing, ", "))
 	}
 	if !jobs {
@@ -210,10 +212,10 @@ func (c *cluster) checkImage(ctx context.Context, cfg *Config) (string, error) {
 		return fmt.Sprintf("image %s is on node(s) %s", cfg.Image, strings.Join(dedup(on), ", ")), nil
 	}
 	if cfg.ImagePullPolicy == "Never" {
-		return "", fmt.Errorf("image %s is on none of the %d node(s) and may not be pulled: load it on the nodes (make agent-image, then import it) or push it to a registry and set the proxy's image", cfg.Image, len(nodes.Items))
+		return "", errcat.Environment.Newf("image %s is on none of the %d node(s) and may not be pulled: load it on the nodes (make agent-image, then import it) or push it to a registry and set the proxy's image", cfg.Image, len(nodes.Items))
 	}
 	if !strings.Contains(strings.SplitN(cfg.Image, "/", 2)[0], ".") && strings.HasSuffix(cfg.Image, ":local") {
-		return "", fmt.Errorf("image %s is on none of the %d node(s) and is a local build that no registry serves: load it on the nodes, or push the agent image to a registry the cluster pulls from and set the proxy's image", cfg.Image, len(nodes.Items))
+		return "", errcat.Environment.Newf("image %s is on none of the %d node(s) and is a local build that no registry serves: load it on the nodes, or push the agent image to a registry the cluster pulls from and set the proxy's image", cfg.Image, len(nodes.Items))
 	}
 	return fmt.Sprintf("image %s is not on the nodes yet: it will be pulled (a pull failure shows in the dial step)", cfg.Image), nil
 }

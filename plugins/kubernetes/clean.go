@@ -3,13 +3,14 @@ package kubernetes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Clean deletes the agents (Jobs and pods) of this owner (same user and
@@ -36,7 +37,7 @@ func Clean(ctx context.Context, cfg Config, all bool) ([]string, error) {
 				continue
 			}
 			if err := c.deleteAgent(ctx, agentRef{job: j.Name}); err != nil {
-				errs = append(errs, fmt.Errorf("deleting job %s/%s: %w", j.Namespace, j.Name, err))
+				errs = append(errs, errcat.Environment.Newf("deleting job %s/%s: %w", j.Namespace, j.Name, err))
 				continue
 			}
 			gone = append(gone, j.Namespace+"/job/"+j.Name)
@@ -51,7 +52,7 @@ func Clean(ctx context.Context, cfg Config, all bool) ([]string, error) {
 			continue
 		}
 		if err := c.deletePod(ctx, p.Name); err != nil {
-			errs = append(errs, fmt.Errorf("deleting %s/%s: %w", p.Namespace, p.Name, err))
+			errs = append(errs, errcat.Environment.Newf("deleting %s/%s: %w", p.Namespace, p.Name, err))
 			continue
 		}
 		gone = append(gone, p.Namespace+"/"+p.Name)

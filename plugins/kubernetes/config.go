@@ -6,6 +6,15 @@
 // connection per SSH connection of the pool, so one failed stream does not
 // take the others down. A deleted pod or a broken port-forward is replaced
 // without the app noticing more than a reconnect.
+//
+// Its errors carry their category (internal/errcat). Config: the kubeconfig
+// (missing, unreadable, no such context, credentials rejected), a namespace
+// or Service that does not exist, an invalid image name, and RBAC refusals:
+// a Forbidden answer is a config error, since no retry helps — the fix is a
+// context or namespace where the credentials may act, or a Role from the
+// cluster admin (the message names the verbs). Environment: the API server
+// unreachable or slow, port-forward failures, an agent pod that cannot be
+// scheduled, pulled or started, or is not ready in time.
 package kubernetes
 
 import (
@@ -26,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // DefaultImage is the agent image of this build: FROM scratch + the static
@@ -128,9 +138,9 @@ func connect(cfg Config) (*cluster, error) {
 	rc, err := cc.ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, fmt.Errorf("kubernetes: no kubeconfig found (set kubeconfig, $KUBECONFIG or create ~/.kube/config): %w", err)
+			return nil, errcat.Config.Newf("kubernetes: no kubeconfig found (set kubeconfig, $KUBECONFIG or create ~/.kube/config): %w", err)
 		}
-		return nil, fmt.Errorf("kubernetes: kubeconfig: %w", err)
+		return nil, errcat.Config.Newf("kubernetes: kubeconfig: %w", err)
 	}
 	rc.QPS, rc.Burst = 50, 100
 	rc.UserAgent = "tether"
@@ -148,7 +158,7 @@ func connect(cfg Config) (*cluster, error) {
 	}
 	cs, err := k8s.NewForConfig(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: %w", err)
+		return nil, errcat.Config.Newf("kubernetes: kubeconfig: %w", err)
 	}
 	return &cluster{rest: rc, client: cs, namespace: ns, context: ctxName}, nil
 }
@@ -158,7 +168,7 @@ func connect(cfg Config) (*cluster, error) {
 func Contexts(kubeconfig string) ([]string, string, error) {
 	raw, err := loader(kubeconfig, "").RawConfig()
 	if err != nil {
-		return nil, "", fmt.Errorf("kubernetes: kubeconfig: %w", err)
+		return nil, "", errcat.Config.Newf("kubernetes: kubeconfig: %w", err)
 	}
 	var out []string
 	for name := range raw.Contexts {
@@ -190,17 +200,20 @@ func Namespaces(ctx context.Context, cfg Config) ([]string, error) {
 	return out, nil
 }
 
-// explain turns API errors into messages that name the permission or problem.
+// explain turns API errors into messages that name the permission or
+// problem, tagged with their category (see the package comment).
 func explain(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case apierrors.IsForbidden(err):
-		return fmt.Errorf("kubernetes: not allowed: %w", err)
+		return errcat.Config.Newf("kubernetes: not allowed: %w", err)
 	case apierrors.IsUnauthorized(err):
-		return fmt.Errorf("kubernetes: credentials rejected (log in again / refresh the kubeconfig): %w", err)
+		return errcat.Config.Newf("kubernetes: credentials rejected (log in again / refresh the kubeconfig): %w", err)
+	case apierrors.IsNotFound(err), apierrors.IsInvalid(err):
+		return errcat.Config.Newf("kubernetes: %w", err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("kubernetes: API server did not answer in time: %w", err)
+		return errcat.Environment.Newf("kubernetes: API server did not answer in time: %w", err)
 	}
-	return fmt.Errorf("kubernetes: %w", err)
+	return errcat.Environment.Newf("kubernetes: %w", err)
 }

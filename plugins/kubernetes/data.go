@@ -3,7 +3,6 @@ package kubernetes
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/mux"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -158,11 +158,11 @@ func (d *dataPath) tokenFor(ctx context.Context, pod string, refresh bool) ([]by
 	}
 	var r agentproto.TokenReply
 	if err := ssh.Unmarshal(reply, &r); err != nil || len(r.Token) != agentproto.TokenSize {
-		return nil, fmt.Errorf("data token: bad reply (%v)", err)
+		return nil, errcat.Environment.Newf("data token: bad reply (%v)", err)
 	}
 	// The host name is the pod name, cut to 63 characters.
 	if r.Hostname == "" || !strings.HasPrefix(pod, r.Hostname) {
-		return nil, fmt.Errorf("data token: from agent %q, not %q (pod being replaced)", r.Hostname, pod)
+		return nil, errcat.Environment.Newf("data token: from agent %q, not %q (pod being replaced)", r.Hostname, pod)
 	}
 	d.token, d.tokPod, d.version = []byte(r.Token), pod, r.Version
 	return d.token, nil
@@ -260,10 +260,10 @@ func (d *dataPath) dial(ctx context.Context, network, address string) (c net.Con
 		var re *mux.RefusedError
 		if errors.As(err, &re) {
 			reason, text := agentproto.ParseDialRefusal(re.Message)
-			return nil, &tunnel.DialError{Address: address, Reason: dialReason(reason), Side: d.t.side, Err: errors.New(text)}, true
+			return nil, &tunnel.DialError{Address: address, Reason: dialReason(reason), Side: d.t.side, Err: errcat.Environment.New(text)}, true
 		}
 		if ctx.Err() != nil {
-			return nil, &tunnel.DialError{Address: address, Reason: tunnel.Unreachable, Side: d.t.side, Err: fmt.Errorf("no answer before %w", ctx.Err())}, true
+			return nil, &tunnel.DialError{Address: address, Reason: tunnel.Unreachable, Side: d.t.side, Err: errcat.Environment.Newf("no answer before %w", ctx.Err())}, true
 		}
 		// The session died under us: try another one.
 	}

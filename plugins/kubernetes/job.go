@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // The agent pod is created through a Job with ttlSecondsAfterFinished: 0, so
@@ -82,7 +84,7 @@ func (c *cluster) createAgent(ctx context.Context, cfg *Config, pod *corev1.Pod)
 			if w := c.warnings(context.Background(), j.Name); w != "" {
 				msg += ": " + w
 			}
-			return ref, fmt.Errorf("%s", msg)
+			return ref, errcat.Environment.New(msg)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Lanes (docs/lanes.md), cluster side. Per Service, shared by every
@@ -81,15 +82,15 @@ func EnsureRouter(ctx context.Context, cfg Config, service string) (*LaneRouter,
 	orig := svc.Spec.Selector
 	if a := svc.Annotations[AnnotationLaneSelector]; a != "" {
 		if err := json.Unmarshal([]byte(a), &orig); err != nil {
-			return nil, fmt.Errorf("lane: Service %s/%s: annotation %s: %w", c.namespace, service, AnnotationLaneSelector, err)
+			return nil, errcat.Environment.Newf("lane: Service %s/%s: annotation %s: %w", c.namespace, service, AnnotationLaneSelector, err)
 		}
 	}
 	if len(orig) == 0 || svc.Spec.Type == corev1.ServiceTypeExternalName {
-		return nil, fmt.Errorf("lane: Service %s/%s has no selector: lanes route Services that select pods", c.namespace, service)
+		return nil, errcat.Config.Newf("lane: Service %s/%s has no selector: lanes route Services that select pods", c.namespace, service)
 	}
 	for _, p := range svc.Spec.Ports {
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
-			return nil, fmt.Errorf("lane: Service %s/%s port %d is %s: the router carries TCP only", c.namespace, service, p.Port, p.Protocol)
+			return nil, errcat.Config.Newf("lane: Service %s/%s port %d is %s: the router carries TCP only", c.namespace, service, p.Port, p.Protocol)
 		}
 	}
 	base, err := c.ensureBase(ctx, svc, orig)
@@ -296,7 +297,7 @@ func (c *cluster) waitRouterPod(ctx context.Context, service string, timeout tim
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("lane: the router of Service %s/%s is not ready after %v", c.namespace, service, timeout)
+			return nil, errcat.Environment.Newf("lane: the router of Service %s/%s is not ready after %v", c.namespace, service, timeout)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -341,7 +342,7 @@ func (c *cluster) pointAtRouter(ctx context.Context, service string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("lane: Service %s/%s keeps changing; try again", c.namespace, service)
+	return errcat.Environment.Newf("lane: Service %s/%s keeps changing; try again", c.namespace, service)
 }
 
 // RestoreService puts the Service's original selector back, waits until its
@@ -381,7 +382,7 @@ func (c *cluster) restore(ctx context.Context, service string) error {
 		}
 		var orig map[string]string
 		if err := json.Unmarshal([]byte(a), &orig); err != nil || len(orig) == 0 {
-			return fmt.Errorf("lane: Service %s/%s: annotation %s is not a selector (%q): restore it by hand", c.namespace, service, AnnotationLaneSelector, a)
+			return errcat.Environment.Newf("lane: Service %s/%s: annotation %s is not a selector (%q): restore it by hand", c.namespace, service, AnnotationLaneSelector, a)
 		}
 		svc.Spec.Selector = orig
 		delete(svc.Annotations, AnnotationLaneSelector)
@@ -433,7 +434,7 @@ func (c *cluster) waitEndpointsOff(ctx context.Context, service string, routerIP
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("lane: the EndpointSlices of Service %s/%s still name the router after 30s", c.namespace, service)
+			return errcat.Environment.Newf("lane: the EndpointSlices of Service %s/%s still name the router after 30s", c.namespace, service)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -481,14 +482,18 @@ func (r *LaneRouter) call(ctx context.Context, hc *http.Client, method, path str
 	req.Header.Set("Authorization", "Bearer "+r.Token)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return errcat.Environment.Wrap(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("router %s: %s: %s", r.Pod, resp.Status, strings.TrimSpace(string(b)))
+		err := fmt.Errorf("router %s: %s: %s", r.Pod, resp.Status, strings.TrimSpace(string(b)))
+		if resp.StatusCode == http.StatusBadRequest {
+			return err // Tether sent a request the router does not understand: a bug
+		}
+		return errcat.Environment.Wrap(err)
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return errcat.Environment.Wrap(json.NewDecoder(resp.Body).Decode(out))
 }
 
 // routerCall asks a router pod through the API server's pod proxy (for
@@ -502,9 +507,9 @@ func (c *cluster) routerCall(ctx context.Context, pod, token, method, path, sess
 	}
 	b, err := req.DoRaw(ctx)
 	if err != nil {
-		return err
+		return explain(err)
 	}
-	return json.Unmarshal(b, out)
+	return errcat.Environment.Wrap(json.Unmarshal(b, out))
 }
 
 // CleanLanes restores the Services of the namespace whose router is idle:
@@ -532,7 +537,7 @@ func CleanLanes(ctx context.Context, cfg Config) ([]string, error) {
 		}
 		restore, err := c.routerIdle(ctx, svc.Name, o)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("lane router of Service %s/%s: %w", c.namespace, svc.Name, err))
+			errs = append(errs, errcat.Environment.Newf("lane router of Service %s/%s: %w", c.namespace, svc.Name, err))
 			continue
 		}
 		if !restore {

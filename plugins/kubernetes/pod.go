@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Labels and annotations of agent pods.
@@ -199,7 +200,7 @@ func (c *cluster) waitReady(ctx context.Context, cfg *Config, name string) (*cor
 	for {
 		p, err := pods.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("kubernetes: agent pod %s/%s was deleted while starting", c.namespace, name)
+			return nil, errcat.Environment.Newf("kubernetes: agent pod %s/%s was deleted while starting", c.namespace, name)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -209,7 +210,7 @@ func (c *cluster) waitReady(ctx context.Context, cfg *Config, name string) (*cor
 		}
 		switch p.Status.Phase {
 		case corev1.PodSucceeded, corev1.PodFailed:
-			return nil, fmt.Errorf("kubernetes: agent pod %s/%s ended before it was ready (%s)%s", c.namespace, name, p.Status.Phase, c.podDetail(ctx, p))
+			return nil, errcat.Environment.Newf("kubernetes: agent pod %s/%s ended before it was ready (%s)%s", c.namespace, name, p.Status.Phase, c.podDetail(ctx, p))
 		}
 		for _, cond := range p.Status.Conditions {
 			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
@@ -218,7 +219,7 @@ func (c *cluster) waitReady(ctx context.Context, cfg *Config, name string) (*cor
 				}
 				say("Agent pod cannot be scheduled yet: " + cond.Message)
 				if time.Since(unschedSince) > 15*time.Second {
-					return nil, fmt.Errorf("kubernetes: the agent pod cannot be scheduled in namespace %s: %s", c.namespace, cond.Message)
+					return nil, errcat.Environment.Newf("kubernetes: the agent pod cannot be scheduled in namespace %s: %s", c.namespace, cond.Message)
 				}
 			}
 		}
@@ -229,7 +230,11 @@ func (c *cluster) waitReady(ctx context.Context, cfg *Config, name string) (*cor
 					if strings.HasPrefix(w.Reason, "ErrImage") || w.Reason == "ImagePullBackOff" {
 						hint = fmt.Sprintf(" (image %q; load it on the node or push it to a registry the cluster can pull from, and set the proxy's image)", cfg.Image)
 					}
-					return nil, fmt.Errorf("kubernetes: agent pod %s/%s: %s: %s: %s%s", c.namespace, name, why, w.Reason, w.Message, hint)
+					cat := errcat.Environment // the node, the registry
+					if w.Reason == "InvalidImageName" {
+						cat = errcat.Config // the proxy's image
+					}
+					return nil, cat.Newf("kubernetes: agent pod %s/%s: %s: %s: %s%s", c.namespace, name, why, w.Reason, w.Message, hint)
 				}
 				if w.Reason != "" {
 					say(fmt.Sprintf("Agent pod %s on %s: %s", name, p.Spec.NodeName, w.Reason))
@@ -237,7 +242,7 @@ func (c *cluster) waitReady(ctx context.Context, cfg *Config, name string) (*cor
 				}
 			}
 			if t := cs.State.Terminated; t != nil {
-				return nil, fmt.Errorf("kubernetes: agent exited (code %d, %s): %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+				return nil, errcat.Environment.Newf("kubernetes: agent exited (code %d, %s): %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
 			}
 			if cs.State.Running != nil {
 				return p, nil
@@ -264,7 +269,7 @@ func (c *cluster) timeoutError(cfg *Config, name, last string) error {
 	if ev := c.warnings(ctx, name); ev != "" {
 		msg += ": " + ev
 	}
-	return fmt.Errorf("%s", msg)
+	return errcat.Environment.New(msg)
 }
 
 // warnings summarises the pod's Warning events, newest last.

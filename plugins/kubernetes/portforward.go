@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // pfDialer opens port-forward connections to pods, as kubectl does:
@@ -32,7 +33,7 @@ type pfDialer struct {
 func newPFDialer(c *cluster) (*pfDialer, error) {
 	// Checked once here so that a bad REST config fails at Open.
 	if _, _, err := spdy.RoundTripperFor(c.rest); err != nil {
-		return nil, fmt.Errorf("kubernetes: port-forward transport: %w", err)
+		return nil, errcat.Config.Newf("kubernetes: port-forward transport: %w", err) // the kubeconfig's TLS or proxy settings
 	}
 	return &pfDialer{c: c}, nil
 }
@@ -44,7 +45,7 @@ func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
 	// Upgrader reads it back), so concurrent dials need one each.
 	rt, up, err := spdy.RoundTripperFor(d.c.rest)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: port-forward transport: %w", err)
+		return nil, errcat.Config.Newf("kubernetes: port-forward transport: %w", err)
 	}
 	sp := spdy.NewDialer(up, &http.Client{Transport: rt}, http.MethodPost, u)
 	ws, err := portforward.NewSPDYOverWebsocketDialer(u, d.c.rest)
@@ -84,7 +85,7 @@ func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte)
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("port-forward to pod %s: %w", pod, r.err)
+			return nil, errcat.Environment.Newf("port-forward to pod %s: %w", pod, r.err)
 		}
 		conn = r.c
 	case <-ctx.Done():
@@ -93,7 +94,7 @@ func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte)
 				r.c.Close()
 			}
 		}()
-		return nil, fmt.Errorf("port-forward to pod %s: %w", pod, ctx.Err())
+		return nil, errcat.Environment.Newf("port-forward to pod %s: %w", pod, ctx.Err())
 	}
 	id := strconv.FormatInt(d.reqID.Add(1), 10)
 	h := http.Header{}
@@ -103,28 +104,28 @@ func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte)
 	errStream, err := conn.CreateStream(h)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("port-forward to pod %s: error stream: %w", pod, err)
+		return nil, errcat.Environment.Newf("port-forward to pod %s: error stream: %w", pod, err)
 	}
 	errStream.Close() // we never write to it
 	h.Set(corev1.StreamType, corev1.StreamTypeData)
 	data, err := conn.CreateStream(h)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("port-forward to pod %s: data stream: %w", pod, err)
+		return nil, errcat.Environment.Newf("port-forward to pod %s: data stream: %w", pod, err)
 	}
 	pc := &pfConn{conn: conn, data: data, br: bufio.NewReaderSize(data, 64<<10), pod: pod, done: make(chan struct{})}
 	go func() {
 		msg, err := io.ReadAll(errStream)
 		if len(msg) > 0 {
-			pc.fail(fmt.Errorf("port-forward to pod %s: %s", pod, msg))
+			pc.fail(errcat.Environment.Newf("port-forward to pod %s: %s", pod, msg))
 		} else if err != nil {
-			pc.fail(fmt.Errorf("port-forward to pod %s: %w", pod, err))
+			pc.fail(errcat.Environment.Newf("port-forward to pod %s: %w", pod, err))
 		}
 	}()
 	go func() {
 		select {
 		case <-conn.CloseChan():
-			pc.fail(fmt.Errorf("port-forward to pod %s: connection closed", pod))
+			pc.fail(errcat.Environment.Newf("port-forward to pod %s: connection closed", pod))
 		case <-pc.done:
 		}
 	}()
@@ -146,11 +147,11 @@ func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte)
 				err = e
 			}
 			pc.Close()
-			return nil, fmt.Errorf("port-forward to pod %s: no answer on port %d: %w", pod, port, err)
+			return nil, errcat.Environment.Newf("port-forward to pod %s: no answer on port %d: %w", pod, port, err)
 		}
 	case <-ctx.Done():
 		pc.Close()
-		return nil, fmt.Errorf("port-forward to pod %s: waiting for the agent: %w", pod, ctx.Err())
+		return nil, errcat.Environment.Newf("port-forward to pod %s: waiting for the agent: %w", pod, ctx.Err())
 	}
 	return pc, nil
 }

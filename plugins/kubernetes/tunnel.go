@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tether-dev/tether/internal/agentproto"
+	"github.com/tether-dev/tether/internal/errcat"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -122,7 +123,7 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 		Dial:                  t.dialAgent,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: SSH to the agent pod %s/%s: %w", c.namespace, t.pod, err)
+		return nil, errcat.Environment.Newf("kubernetes: SSH to the agent pod %s/%s: %w", c.namespace, t.pod, err)
 	}
 	cfg.progress("Connected to the agent pod %s/%s through the API server (%s)", c.namespace, t.podName(), t.Protocol())
 	if !cfg.SSHChannelsOnly {
@@ -193,7 +194,7 @@ func (t *Tunnel) startPod(ctx context.Context) error {
 	return nil
 }
 
-var errTunnelClosed = errors.New("kubernetes: tunnel closed")
+var errTunnelClosed = errcat.Environment.New("kubernetes: tunnel closed")
 
 // deleteAgent deletes the agent (Job and pod) whose pod is name and forgets
 // it.
@@ -230,9 +231,9 @@ func (t *Tunnel) currentPod(ctx context.Context) (string, error) {
 			return "", errTunnelClosed
 		case <-ctx.Done():
 			if lastErr != nil {
-				return "", fmt.Errorf("no agent pod: %w", lastErr)
+				return "", errcat.Environment.Newf("no agent pod: %w", lastErr)
 			}
-			return "", fmt.Errorf("waiting for the agent pod: %w", ctx.Err())
+			return "", errcat.Environment.Newf("waiting for the agent pod: %w", ctx.Err())
 		}
 	}
 }
@@ -392,7 +393,7 @@ func (t *Tunnel) Close() error {
 	defer cancel()
 	for _, p := range pods {
 		if err := t.c.deleteAgent(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("deleting agent pod %s/%s: %w", t.c.namespace, p.pod, err))
+			errs = append(errs, errcat.Environment.Newf("deleting agent pod %s/%s: %w", t.c.namespace, p.pod, err))
 		}
 	}
 	// A Job's pod keeps the Job controller's finalizer for a moment after

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // auth builds the authentication methods for each connection; decrypted
@@ -44,19 +46,19 @@ func (a *auth) signer(ctx context.Context, path string) (ssh.Signer, error) {
 	}
 	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, errcat.Config.Newf("identity file: %w", err)
 	}
 	s, err := ssh.ParsePrivateKey(pem)
 	var pm *ssh.PassphraseMissingError
 	if errors.As(err, &pm) {
 		if a.cfg.Prompts == nil {
-			return nil, fmt.Errorf("identity file %s is encrypted and there is no way to ask for its passphrase (use ssh-agent)", path)
+			return nil, errcat.Config.Newf("identity file %s is encrypted and there is no way to ask for its passphrase (use ssh-agent)", path)
 		}
 		for try := 0; try < 3; try++ {
 			var pass string
 			pass, err = a.cfg.Prompts.Secret(ctx, fmt.Sprintf("Passphrase for %s:", path), false)
 			if err != nil {
-				return nil, err
+				return nil, errcat.Environment.Wrap(err) // the prompt's own category, if it has one
 			}
 			s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(pass))
 			if !errors.Is(err, x509.IncorrectPasswordError) {
@@ -64,8 +66,11 @@ func (a *auth) signer(ctx context.Context, path string) (ssh.Signer, error) {
 			}
 		}
 	}
+	if errors.Is(err, x509.IncorrectPasswordError) {
+		return nil, errcat.User.Newf("identity file %s: %w", path, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("identity file %s: %w", path, err)
+		return nil, errcat.Config.Newf("identity file %s: %w", path, err)
 	}
 	if a.signers == nil {
 		a.signers = map[string]ssh.Signer{}
@@ -99,13 +104,13 @@ func (a *auth) methods(ctx context.Context, h hop) ([]ssh.AuthMethod, func(), er
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	switch {
 	case a.cfg.Agent == AgentOn && sock == "":
-		return nil, nil, errors.New("ssh-agent requested but SSH_AUTH_SOCK is not set")
+		return nil, nil, errcat.Environment.New("ssh-agent requested but SSH_AUTH_SOCK is not set")
 	case a.cfg.Agent != AgentOff && sock != "":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
 			if a.cfg.Agent == AgentOn {
-				return nil, nil, fmt.Errorf("ssh-agent: %w", err)
+				return nil, nil, errcat.Environment.Newf("ssh-agent: %w", err)
 			}
 			problems = append(problems, "ssh-agent: "+err.Error())
 			break
@@ -149,7 +154,7 @@ func (a *auth) methods(ctx context.Context, h hop) ([]ssh.AuthMethod, func(), er
 		if len(problems) > 0 {
 			msg += " (" + strings.Join(problems, "; ") + ")"
 		}
-		return nil, nil, fmt.Errorf("%w: %s", ErrAuth, msg)
+		return nil, nil, errcat.Config.Newf("%w: %s", ErrAuth, msg)
 	}
 	return methods, done, nil
 }

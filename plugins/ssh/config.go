@@ -1,6 +1,16 @@
 // Package ssh is the SSH transport of Tether: a tunnel.Tunnel over a small
 // pool of SSH connections to a proxy machine (bastion), optionally through
 // jump hosts, with known_hosts verification, keepalive and reconnect.
+//
+// Its errors carry their category (internal/errcat). Config: the ssh config
+// file, a bad port or ProxyJump, an identity file that cannot be read or
+// parsed, a broken known_hosts file, nothing to authenticate with, and an
+// unknown host key that was not accepted (the fix is known_hosts or
+// strictHostKeyChecking, whether or not the user was asked). User: a wrong
+// passphrase, a prompt the user cancelled. Environment: dialling, the SSH
+// handshake, authentication the server refused, a changed host key (the
+// machine, or someone in between, changed), ProxyJump hops, keepalive and
+// lost connections, ssh-agent.
 package ssh
 
 import (
@@ -17,6 +27,8 @@ import (
 
 	"github.com/kevinburke/ssh_config"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Host key checking modes.
@@ -138,12 +150,12 @@ func loadSSHConfig(path string) (*sshConfig, error) {
 		if !explicit && errors.Is(err, os.ErrNotExist) {
 			return &sshConfig{}, nil
 		}
-		return nil, fmt.Errorf("ssh config: %w", err)
+		return nil, errcat.Config.Newf("ssh config: %w", err)
 	}
 	defer f.Close()
 	cfg, err := ssh_config.Decode(f)
 	if err != nil {
-		return nil, fmt.Errorf("ssh config %s: %w", path, err)
+		return nil, errcat.Config.Newf("ssh config %s: %w", path, err)
 	}
 	return &sshConfig{cfg: cfg}, nil
 }
@@ -175,7 +187,7 @@ func (s *sshConfig) resolveHop(alias string, port int, usr string, ids []string)
 		if p := s.get(alias, "Port"); p != "" {
 			n, err := strconv.Atoi(p)
 			if err != nil || n <= 0 || n > 65535 {
-				return h, fmt.Errorf("ssh config: Host %s: bad Port %q", alias, p)
+				return h, errcat.Config.Newf("ssh config: Host %s: bad Port %q", alias, p)
 			}
 			h.Port = n
 		} else {
@@ -234,7 +246,7 @@ func parseJump(s string) (usr, host string, port int, err error) {
 // resolve applies defaults and ssh_config to cfg.
 func resolve(cfg Config) (*resolved, error) {
 	if cfg.Host == "" {
-		return nil, errors.New("ssh: no host")
+		return nil, errcat.Config.New("ssh: no host")
 	}
 	sc, err := loadSSHConfig(cfg.SSHConfigFile)
 	if err != nil {
@@ -258,7 +270,7 @@ func resolve(cfg Config) (*resolved, error) {
 		r.StrictHostKeyChecking = StrictYes
 	case StrictYes, StrictAcceptNew:
 	default:
-		return nil, fmt.Errorf("ssh: strictHostKeyChecking must be %q or %q, not %q", StrictYes, StrictAcceptNew, r.StrictHostKeyChecking)
+		return nil, errcat.Config.Newf("ssh: strictHostKeyChecking must be %q or %q, not %q", StrictYes, StrictAcceptNew, r.StrictHostKeyChecking)
 	}
 	jump := cfg.ProxyJump
 	if jump == "" {
@@ -268,7 +280,7 @@ func resolve(cfg Config) (*resolved, error) {
 		for _, el := range strings.Split(jump, ",") {
 			u, h, p, err := parseJump(el)
 			if err != nil {
-				return nil, fmt.Errorf("ssh: proxyJump: %w", err)
+				return nil, errcat.Config.Newf("ssh: proxyJump: %w", err)
 			}
 			hp, err := sc.resolveHop(h, p, u, nil)
 			if err != nil {

@@ -2,7 +2,8 @@ package ssh
 
 import (
 	"context"
-	"fmt"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Exec runs a command on the proxy machine and returns its standard output.
@@ -15,7 +16,7 @@ func (t *Tunnel) Exec(ctx context.Context, cmd string) ([]byte, error) {
 	}
 	sess, err := c.client.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("%s refused a session: %w", t.side, err)
+		return nil, errcat.Environment.Newf("%s refused a session: %w", t.side, err)
 	}
 	defer sess.Close()
 	type result struct {
@@ -29,9 +30,9 @@ func (t *Tunnel) Exec(ctx context.Context, cmd string) ([]byte, error) {
 	}()
 	select {
 	case r := <-res:
-		return r.out, r.err
+		return r.out, errcat.Environment.Wrap(r.err)
 	case <-ctx.Done():
 		sess.Close()
-		return nil, ctx.Err()
+		return nil, errcat.Environment.Wrap(ctx.Err())
 	}
 }

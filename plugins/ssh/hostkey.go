@@ -12,16 +12,24 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
-// Errors that Open wraps, for callers that need the category.
+// Errors that Open wraps, for callers that need to tell them apart. Their
+// errcat category is set where they are returned.
 var (
 	// ErrHostKeyChanged: the host presented a key other than the one in
-	// known_hosts. Never accepted automatically.
+	// known_hosts. Never accepted automatically. Environment: the machine
+	// (or someone in between) changed.
 	ErrHostKeyChanged = errors.New("host key changed")
-	// ErrHostKeyUnknown: the host key is not in known_hosts and was not accepted.
+	// ErrHostKeyUnknown: the host key is not in known_hosts and was not
+	// accepted. Config when refused (add it to known_hosts or set
+	// strictHostKeyChecking: accept-new), also after the user said Cancel;
+	// environment when asking the IDE failed.
 	ErrHostKeyUnknown = errors.New("host key unknown")
-	// ErrAuth: no authentication method was accepted.
+	// ErrAuth: no authentication method was accepted. Environment when the
+	// server refused them; config when there was none to offer.
 	ErrAuth = errors.New("authentication failed")
 )
 
@@ -45,7 +53,7 @@ func (hk *hostKeys) db() (ssh.HostKeyCallback, error) {
 	}
 	cb, err := knownhosts.New(hk.file)
 	if err != nil {
-		return nil, fmt.Errorf("known_hosts %s: %w", hk.file, err)
+		return nil, errcat.Config.Newf("known_hosts %s: %w", hk.file, err)
 	}
 	return cb, nil
 }
@@ -135,7 +143,7 @@ func (hk *hostKeys) callback(ctx context.Context, addr string) ssh.HostKeyCallba
 		fp := ssh.FingerprintSHA256(key)
 		if len(ke.Want) > 0 {
 			w := ke.Want[0]
-			return fmt.Errorf("%w: REMOTE HOST IDENTIFICATION HAS CHANGED for %s: it offered %s key %s, but %s:%d has %s key %s. "+
+			return errcat.Environment.Newf("%w: REMOTE HOST IDENTIFICATION HAS CHANGED for %s: it offered %s key %s, but %s:%d has %s key %s. "+
 				"Someone could be intercepting the connection, or the host was reinstalled. "+
 				"If you trust the new key, remove the old one with `ssh-keygen -R %s -f %s` and connect again",
 				ErrHostKeyChanged, addr, key.Type(), fp, w.Filename, w.Line, w.Key.Type(), ssh.FingerprintSHA256(w.Key),
@@ -148,11 +156,11 @@ func (hk *hostKeys) callback(ctx context.Context, addr string) ssh.HostKeyCallba
 		case hk.prompts != nil:
 			accept, err = hk.prompts.HostKey(ctx, addr, fp, key.Type())
 			if err != nil {
-				return fmt.Errorf("%w: %s (%s %s): asking: %v", ErrHostKeyUnknown, addr, key.Type(), fp, err)
+				return errcat.Environment.Newf("%w: %s (%s %s): asking: %v", ErrHostKeyUnknown, addr, key.Type(), fp, err)
 			}
 		}
 		if !accept {
-			return fmt.Errorf("%w: %s offered %s key %s, which is not in %s. "+
+			return errcat.Config.Newf("%w: %s offered %s key %s, which is not in %s. "+
 				"Check the fingerprint with the machine's owner, then add it (ssh-keyscan) or set strictHostKeyChecking: accept-new",
 				ErrHostKeyUnknown, addr, key.Type(), fp, hk.file)
 		}
@@ -160,7 +168,7 @@ func (hk *hostKeys) callback(ctx context.Context, addr string) ssh.HostKeyCallba
 		hk.accepted[norm] = string(key.Marshal())
 		hk.mu.Unlock()
 		if err := appendKnownHost(hk.file, norm, key); err != nil {
-			return fmt.Errorf("adding %s to %s: %w", addr, hk.file, err)
+			return errcat.Environment.Newf("adding %s to %s: %w", addr, hk.file, err)
 		}
 		if hk.progress != nil {
 			hk.progress(fmt.Sprintf("Added %s key %s for %s to %s", key.Type(), fp, addr, hk.file))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Listen asks the proxy machine to listen on address (tcpip-forward) and
@@ -23,7 +25,7 @@ func (t *Tunnel) Listen(ctx context.Context, network, address string) (net.Liste
 	}
 	c, err := t.pick(ctx, false)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s on %s: %w", address, t.side, err)
+		return nil, errcat.Environment.Newf("listen %s on %s: %w", address, t.side, err)
 	}
 	type result struct {
 		ln  net.Listener
@@ -43,10 +45,10 @@ func (t *Tunnel) Listen(ctx context.Context, network, address string) (net.Liste
 				r.ln.Close()
 			}
 		}()
-		return nil, fmt.Errorf("listen %s on %s: %w", address, t.side, ctx.Err())
+		return nil, errcat.Environment.Newf("listen %s on %s: %w", address, t.side, ctx.Err())
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("listen %s on %s: %w", address, t.side, r.err)
+		return nil, errcat.Environment.Newf("listen %s on %s: %w", address, t.side, r.err)
 	}
 	l := &listener{Listener: r.ln, t: t}
 	t.mu.Lock()

@@ -2,9 +2,10 @@ package ssh
 
 import (
 	"context"
-	"fmt"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // pinnedAlgorithms are the host key algorithms to ask for a pinned key.
@@ -36,10 +37,10 @@ func (t *Tunnel) SendRequest(ctx context.Context, name string, payload []byte) (
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return false, nil, fmt.Errorf("ssh request %s: %w", name, r.err)
+			return false, nil, errcat.Environment.Newf("ssh request %s: %w", name, r.err)
 		}
 		return r.ok, r.reply, nil
 	case <-ctx.Done():
-		return false, nil, fmt.Errorf("ssh request %s: %w", name, ctx.Err())
+		return false, nil, errcat.Environment.Newf("ssh request %s: %w", name, ctx.Err())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/fakecloud"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -115,6 +116,9 @@ func TestDialErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.message) {
 				t.Errorf("message %q, want it to contain %q", err, tt.message)
 			}
+			if c := errcat.Of(err); c != errcat.Environment {
+				t.Errorf("category %q, want environment", c)
+			}
 		})
 	}
 }
@@ -152,8 +156,8 @@ func TestHostKeyUnknown(t *testing.T) {
 
 	p := &prompts{accept: false}
 	cfg.Prompts = p
-	if _, err := Open(ctx, cfg); !errors.Is(err, ErrHostKeyUnknown) {
-		t.Fatalf("refused by prompt: %v, want ErrHostKeyUnknown", err)
+	if _, err := Open(ctx, cfg); !errors.Is(err, ErrHostKeyUnknown) || errcat.Of(err) != errcat.Config {
+		t.Fatalf("refused by prompt: %v (%s), want ErrHostKeyUnknown (config)", err, errcat.Of(err))
 	}
 	if len(p.calls) != 1 || !strings.Contains(p.calls[0], fp) || !strings.Contains(p.calls[0], "ssh-ed25519") {
 		t.Fatalf("prompt calls %q, want one naming %s", p.calls, fp)
@@ -197,8 +201,8 @@ func TestHostKeyChanged(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		_, err := Open(ctx, cfg)
 		cancel()
-		if !errors.Is(err, ErrHostKeyChanged) {
-			t.Fatalf("%s: %v, want ErrHostKeyChanged", strict, err)
+		if !errors.Is(err, ErrHostKeyChanged) || errcat.Of(err) != errcat.Environment {
+			t.Fatalf("%s: %v (%s), want ErrHostKeyChanged (environment)", strict, err, errcat.Of(err))
 		}
 		if !strings.Contains(err.Error(), "ssh-keygen -R") || !strings.Contains(err.Error(), "CHANGED") {
 			t.Errorf("message %q should say what to do", err)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/relay"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -30,12 +31,13 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
-// ErrClosed is returned by calls on a closed Tunnel.
-var ErrClosed = errors.New("tunnel closed")
+// ErrClosed is returned by calls on a closed Tunnel (an environment error:
+// the tunnel went away under the caller).
+var ErrClosed = errcat.Environment.New("tunnel closed")
 
 // ErrConnectionLost is returned by reads and writes of a stream whose SSH
-// connection died (instead of a misleading io.EOF).
-var ErrConnectionLost = errors.New("ssh connection to the proxy machine lost")
+// connection died (instead of a misleading io.EOF). An environment error.
+var ErrConnectionLost = errcat.Environment.New("ssh connection to the proxy machine lost")
 
 // Tunnel is a tunnel.Tunnel over a pool of SSH connections.
 type Tunnel struct {
@@ -70,7 +72,7 @@ var _ tunnel.Tunnel = (*Tunnel)(nil)
 // authentication problems are reported here; the rest of the pool connects
 // in the background.
 func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
-	r, err := resolve(cfg)
+	r, err := resolve(cfg) // config errors
 	if err != nil {
 		return nil, err
 	}
@@ -228,12 +230,12 @@ func (t *Tunnel) connect(ctx context.Context) (*conn, error) {
 			raw, err = prev.DialContext(ctx, "tcp", addr)
 		}
 		if err != nil {
-			return fail(fmt.Errorf("connect to %s%s: %w", addr, via, err))
+			return fail(errcat.Environment.Newf("connect to %s%s: %w", addr, via, err))
 		}
 		methods, authDone, err := t.auth.methods(ctx, h)
 		if err != nil {
 			raw.Close()
-			return fail(fmt.Errorf("%s@%s: %w", h.User, addr, err))
+			return fail(errcat.Environment.Newf("%s@%s: %w", h.User, addr, err)) // config errors keep their tag
 		}
 		tc = newTrackedConn(raw)
 		cc := &ssh.ClientConfig{
@@ -257,13 +259,15 @@ func (t *Tunnel) connect(ctx context.Context) (*conn, error) {
 			if !stopped && ctx.Err() != nil {
 				err = ctx.Err()
 			}
+			// The handshake keeps the host key callback's error (and its
+			// tag) in the chain; everything else is the server's answer.
 			if errors.Is(err, ErrHostKeyChanged) || errors.Is(err, ErrHostKeyUnknown) || errors.Is(err, ErrAuth) {
-				return fail(fmt.Errorf("ssh %s@%s%s: %w", h.User, addr, via, err))
+				return fail(errcat.Environment.Newf("ssh %s@%s%s: %w", h.User, addr, via, err))
 			}
 			if strings.Contains(err.Error(), "unable to authenticate") {
-				return fail(fmt.Errorf("ssh %s@%s%s: %w: %v", h.User, addr, via, ErrAuth, err))
+				return fail(errcat.Environment.Newf("ssh %s@%s%s: %w: %v", h.User, addr, via, ErrAuth, err))
 			}
-			return fail(fmt.Errorf("ssh %s@%s%s: %w", h.User, addr, via, err))
+			return fail(errcat.Environment.Newf("ssh %s@%s%s: %w", h.User, addr, via, err))
 		}
 		client := ssh.NewClient(sc, chans, reqs)
 		closers = append(closers, client)
@@ -473,9 +477,9 @@ func (t *Tunnel) pick(ctx context.Context, reserve bool) (*conn, error) {
 		case <-changed:
 		case <-ctx.Done():
 			if lastErr != nil {
-				return nil, fmt.Errorf("waiting for the tunnel to reconnect: %w (last error: %v)", ctx.Err(), lastErr)
+				return nil, errcat.Environment.Newf("waiting for the tunnel to reconnect: %w (last error: %v)", ctx.Err(), lastErr)
 			}
-			return nil, fmt.Errorf("waiting for the tunnel to reconnect: %w", ctx.Err())
+			return nil, errcat.Environment.Newf("waiting for the tunnel to reconnect: %w", ctx.Err())
 		}
 	}
 }
@@ -489,14 +493,14 @@ func (t *Tunnel) Dial(ctx context.Context, network, address string) (net.Conn, e
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
-		return nil, derr(tunnel.Other, fmt.Errorf("network %q not supported", network))
+		return nil, derr(tunnel.Other, fmt.Errorf("network %q not supported", network)) // a caller's bug
 	}
 	_, port, err := net.SplitHostPort(address)
 	if err != nil {
-		return nil, derr(tunnel.Other, err)
+		return nil, derr(tunnel.Other, errcat.User.Wrap(err))
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return nil, derr(tunnel.Other, fmt.Errorf("bad port %q", port))
+		return nil, derr(tunnel.Other, errcat.User.Newf("bad port %q", port))
 	}
 	for {
 		c, err := t.pick(ctx, true)
@@ -519,15 +523,15 @@ func (t *Tunnel) Dial(ctx context.Context, network, address string) (net.Conn, e
 		c.active.Add(-1)
 		var oce *ssh.OpenChannelError
 		if errors.As(err, &oce) {
-			return nil, derr(classify(oce), errors.New(oce.Message))
+			return nil, derr(classify(oce), errcat.Environment.New(oce.Message))
 		}
 		if ctx.Err() != nil {
-			return nil, derr(tunnel.Unreachable, fmt.Errorf("no answer before %w", ctx.Err()))
+			return nil, derr(tunnel.Unreachable, errcat.Environment.Newf("no answer before %w", ctx.Err()))
 		}
 		if c.dead() {
 			continue // the connection died under us: try the next one
 		}
-		return nil, derr(tunnel.Other, err)
+		return nil, derr(tunnel.Other, errcat.Environment.Wrap(err))
 	}
 }
 
