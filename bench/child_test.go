@@ -15,6 +15,7 @@ import (
 
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/plugins/ssh"
 )
 
@@ -84,7 +85,7 @@ func startTether(cfg childConfig) (*channel.Channel, func(), error) {
 	}
 	chCfg := channel.Config{
 		Tunnel: tun,
-		Routes: channel.Routes{CIDRs: []netip.Prefix{netip.MustParsePrefix(cfg.CIDR)}},
+		Routes: routes.Routes{CIDRs: []netip.Prefix{netip.MustParsePrefix(cfg.CIDR)}},
 	}
 	if cfg.Calls {
 		chCfg.OnCall = calls.NewRing(4096).Add

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/tunnel"
 )
 
@@ -44,7 +45,7 @@ type Config struct {
 	// routed (no Routes and not RouteAll).
 	Tunnel tunnel.Tunnel
 	// Routes selects the targets that go through Tunnel.
-	Routes Routes
+	Routes routes.Routes
 	// Direct dials targets that are not routed. nil means a net.Dialer.
 	Direct func(ctx context.Context, network, addr string) (net.Conn, error)
 	// RouteAll sends everything through Tunnel (e.g. for the docker sidecar).

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/internal/socks5"
 )
 
@@ -450,7 +451,7 @@ func TestStartNeedsTunnelForRoutes(t *testing.T) {
 	if _, err := Start(context.Background(), Config{RouteAll: true}); err == nil {
 		t.Error("RouteAll without a tunnel accepted")
 	}
-	r, _ := ParseRoutes(nil, []string{"vpc.internal"})
+	r, _ := routes.Parse(nil, []string{"vpc.internal"})
 	if _, err := Start(context.Background(), Config{Routes: r}); err == nil {
 		t.Error("routes without a tunnel accepted")
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/internal/socks5"
 	"github.com/tether-dev/tether/tunnel"
 )
@@ -149,11 +150,11 @@ func startChannel(t testing.TB, mod func(*Config)) (*Channel, *fakeTunnel, *reco
 		"10.10.0.5":         "127.0.0.1",
 	}}
 	rec := &recorder{}
-	routes, err := ParseRoutes([]string{"10.10.0.0/16"}, []string{"vpc.internal"})
+	rt, err := routes.Parse([]string{"10.10.0.0/16"}, []string{"vpc.internal"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Tunnel: ft, Routes: routes, OnConn: rec.add}
+	cfg := Config{Tunnel: ft, Routes: rt, OnConn: rec.add}
 	if mod != nil {
 		mod(&cfg)
 	}

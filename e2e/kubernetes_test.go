@@ -28,6 +28,7 @@ import (
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/k8stestbed"
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/plugins/docker"
 	"github.com/tether-dev/tether/plugins/kubernetes"
 	"github.com/tether-dev/tether/tunnel"
@@ -251,7 +252,7 @@ func TestKubernetesTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("default routes: cidrs %v domains %v", cidrs, domains)
-	routes, err := channel.ParseRoutes(cidrs, domains)
+	routes, err := routes.Parse(cidrs, domains)
 	if err != nil {
 		t.Fatal(err)
 	}

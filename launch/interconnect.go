@@ -14,6 +14,7 @@ import (
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/errcat"
+	"github.com/tether-dev/tether/internal/routes"
 	"github.com/tether-dev/tether/javaagent"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/progress"
@@ -73,7 +74,7 @@ type Interconnect struct {
 	onCall   func(calls.Call) // nil: calls are not read
 	log      *slog.Logger     // with the proxy and session
 	dir      string           // the workspace, for relative paths
-	routes   channel.Routes   // what goes through the tunnel...
+	routes   routes.Routes    // what goes through the tunnel...
 	routeAll bool             // ...or everything, for a proxy without routes
 	agentSt  channel.Summary  // connections the agent redirected
 	mu       sync.Mutex
@@ -185,7 +186,7 @@ func OpenInterconnect(ctx context.Context, dir string, px *workspace.Proxy, id s
 	ic.dial = up.Dial
 	cidrs, domains := routesOf(ctx, dir, px, log)
 	if len(cidrs) > 0 || len(domains) > 0 {
-		r, err := channel.ParseRoutes(cidrs, domains)
+		r, err := routes.Parse(cidrs, domains)
 		if err != nil {
 			tun.Close()
 			return nil, errcat.Config.Newf("proxy %s routes: %w", px.Name, err)
