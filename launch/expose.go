@@ -2,7 +2,6 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"github.com/tether-dev/tether/calls"
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
 	"github.com/tether-dev/tether/workspace"
@@ -70,13 +70,13 @@ func advertiseAddress(ctx context.Context, tun tunnel.Tunnel, px *workspace.Prox
 	}
 	ex, ok := tun.(executor)
 	if !ok {
-		return "", errors.New("set ssh.advertiseAddress: this proxy cannot tell its own address")
+		return "", errcat.Config.New("set ssh.advertiseAddress: this proxy cannot tell its own address")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := ex.Exec(cctx, "hostname -I 2>/dev/null || hostname -i")
 	if err != nil {
-		return "", fmt.Errorf("could not discover the proxy machine's private address (%v): set ssh.advertiseAddress", err)
+		return "", errcat.Config.Newf("could not discover the proxy machine's private address (%v): set ssh.advertiseAddress", err)
 	}
 	var cidrs []netip.Prefix
 	if px.Routes != nil {
@@ -102,7 +102,7 @@ func advertiseAddress(ctx context.Context, tun tunnel.Tunnel, px *workspace.Prox
 		}
 	}
 	if first == "" {
-		return "", fmt.Errorf("the proxy machine reported no usable address (%q): set ssh.advertiseAddress", strings.TrimSpace(string(out)))
+		return "", errcat.Config.Newf("the proxy machine reported no usable address (%q): set ssh.advertiseAddress", strings.TrimSpace(string(out)))
 	}
 	return first, nil
 }
@@ -116,7 +116,7 @@ func startExpose(ctx context.Context, tun tunnel.Tunnel, px *workspace.Proxy, sp
 	}
 	adv, err := advertiseAddress(ctx, tun, px)
 	if err != nil {
-		return nil, fmt.Errorf("expose through proxy %s: %w", px.Name, err)
+		return nil, errcat.Environment.Newf("expose through proxy %s: %w", px.Name, err)
 	}
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e := &exposer{tun: tun, log: log, ctx: ectx, cancel: cancel, onCall: onCall}
@@ -138,7 +138,7 @@ func startExpose(ctx context.Context, tun tunnel.Tunnel, px *workspace.Proxy, sp
 func (e *exposer) listen(ctx context.Context, it *exposure) error {
 	ln, err := e.tun.Listen(ctx, "tcp", it.bind)
 	if err != nil {
-		return fmt.Errorf("expose local port %d: the proxy machine refused to listen on %s (%v): the port may be taken, or the SSH server forbids remote forwarding (AllowTcpForwarding, and GatewayPorts clientspecified for a non-loopback address)",
+		return errcat.Environment.Newf("expose local port %d: the proxy machine refused to listen on %s (%v): the port may be taken, or the SSH server forbids remote forwarding (AllowTcpForwarding, and GatewayPorts clientspecified for a non-loopback address)",
 			it.spec.LocalPort, it.bind, err)
 	}
 	host, _, _ := net.SplitHostPort(it.bind)

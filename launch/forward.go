@@ -2,7 +2,6 @@ package launch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tether-dev/tether/channel"
 	"github.com/tether-dev/tether/internal/connset"
+	"github.com/tether-dev/tether/internal/errcat"
 	"github.com/tether-dev/tether/internal/peercred"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/tunnel"
@@ -55,7 +55,7 @@ func OpenForward(ctx context.Context, dir string, px *workspace.Proxy, host stri
 func newForward(tun tunnel.Tunnel, host string, port, localPort int, log *slog.Logger) (*Forward, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(localPort)))
 	if err != nil {
-		return nil, fmt.Errorf("local port %d: %w", localPort, err)
+		return nil, errcat.Environment.Newf("local port %d: %w (is it in use? choose another localPort)", localPort, err)
 	}
 	f := &Forward{ID: newID("f-"), LocalAddress: ln.Addr().String(), Target: net.JoinHostPort(host, strconv.Itoa(port)),
 		tun: tun, ln: ln, log: log, done: make(chan struct{})}
@@ -137,7 +137,7 @@ func (m *Manager) DebugForward(ctx context.Context, proxy, host string, port int
 	}
 	if !m.keep(func() { m.forwards[f.ID] = f }) {
 		f.Close()
-		return protocol.DebugForwardResult{}, errors.New("the client is going away")
+		return protocol.DebugForwardResult{}, errGoingAway()
 	}
 	go func() {
 		<-f.Done()

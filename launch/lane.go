@@ -2,7 +2,6 @@ package launch
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -113,7 +112,7 @@ func (ls *laneSession) setup(ctx context.Context, s *laneService) error {
 		}
 		nl, err := ls.tun.Listen(ctx, "tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
-			return fmt.Errorf("lane %s: listening on the agent pod: %w", ls.name, err)
+			return errcat.Environment.Newf("lane %s: listening on the agent pod: %w", ls.name, err)
 		}
 		_, port, _ := net.SplitHostPort(nl.Addr().String())
 		ls.mu.Lock()
@@ -124,7 +123,7 @@ func (ls *laneSession) setup(ctx context.Context, s *laneService) error {
 	if s.router == nil {
 		r, err := kubernetes.EnsureRouter(ctx, ls.cfg, s.spec.Service)
 		if err != nil {
-			return fmt.Errorf("lane %s: %w", ls.name, err)
+			return errcat.Environment.Newf("lane %s: %w", ls.name, err)
 		}
 		ls.mu.Lock()
 		s.router = r
@@ -147,7 +146,7 @@ func (ls *laneSession) register(ctx context.Context, s *laneService) error {
 	defer ls.mu.Unlock()
 	if err != nil {
 		s.state, s.err = "retrying", err.Error()
-		return fmt.Errorf("lane %s: registering with the router of %s: %w", ls.name, s.spec.Service, err)
+		return errcat.Environment.Newf("lane %s: registering with the router of %s: %w", ls.name, s.spec.Service, err)
 	}
 	if s.state != "active" {
 		ls.log.Info("lane active", "service", s.spec.Service, "router", r.Pod, "target", target)

@@ -1,8 +1,6 @@
 package launch
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -10,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tether-dev/tether/internal/errcat"
 )
 
 // Spec is a process to run.
@@ -39,18 +39,18 @@ type Process struct {
 // process group with a parent-death signal.
 func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, error) {
 	if len(spec.Argv) == 0 {
-		return nil, errors.New("nothing to run")
+		return nil, errcat.Config.New("nothing to run: the configuration gives no command")
 	}
 	var cmd *exec.Cmd
 	var lifeline *os.File
 	if supervisorOK {
 		path, err := exec.LookPath(spec.Argv[0])
 		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", spec.Argv[0], err)
+			return nil, errcat.Config.Newf("start %s: %w (check the command or java settings of the run configuration, and PATH)", spec.Argv[0], err)
 		}
 		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, err
+			return nil, errcat.Environment.Wrap(err)
 		}
 		defer r.Close()
 		lifeline = w
@@ -68,12 +68,12 @@ func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, er
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		closeFile(lifeline)
-		return nil, err
+		return nil, errcat.Environment.Wrap(err)
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		closeFile(lifeline)
-		return nil, err
+		return nil, errcat.Environment.Wrap(err)
 	}
 	// Pdeathsig fires when the starting thread exits; keep it for the start.
 	runtime.LockOSThread()
@@ -81,7 +81,7 @@ func StartProcess(spec Spec, out func(stream string, data []byte)) (*Process, er
 	runtime.UnlockOSThread()
 	if err != nil {
 		closeFile(lifeline)
-		return nil, fmt.Errorf("start %s: %w", spec.Argv[0], err)
+		return nil, errcat.Environment.Newf("start %s: %w", spec.Argv[0], err)
 	}
 	p := &Process{cmd: cmd, done: make(chan struct{}), supervised: lifeline != nil}
 	var wg sync.WaitGroup

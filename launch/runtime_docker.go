@@ -42,7 +42,7 @@ func agentBinary() (string, error) {
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return "", err
+		return "", errcat.Environment.Wrap(err)
 	}
 	bin := filepath.Join(filepath.Dir(exe), "tether-agent")
 	if _, err := os.Stat(bin); err != nil {
