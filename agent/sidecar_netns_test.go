@@ -5,9 +5,9 @@ package agent
 import (
 	"github.com/tether-dev/tether/internal/fakecloud"
 	"github.com/tether-dev/tether/internal/relay"
+	"github.com/tether-dev/tether/internal/syncbuf"
 
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -185,24 +184,6 @@ func scExchange(t testing.TB, ns, server string, q []byte, tcp bool) []byte {
 	return buf[:n]
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSidecarNetNS runs the real tether-agent sidecar in a fresh network
 // namespace (as root, real kernel: nftables, SO_ORIGINAL_DST, SO_MARK) with a
 // channel on the host as its upstream, and checks what an app in the
@@ -274,7 +255,7 @@ func TestSidecarNetNS(t *testing.T) {
 	scStartEcho(t, ownLn)
 
 	// The sidecar.
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd := exec.Command("ip", "netns", "exec", ns, bin, "sidecar",
 		"--upstream", fwd.Addr().String(), "--domains", "vpc.internal,b.local", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "TETHER_SOCKS_USER="+ch.Username(), "TETHER_SOCKS_PASSWORD="+ch.Password())

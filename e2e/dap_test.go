@@ -16,6 +16,7 @@ import (
 
 	"github.com/tether-dev/tether/debugadapter/daptest"
 	"github.com/tether-dev/tether/internal/fakecloud"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -102,7 +103,7 @@ type headless struct {
 	cmd    *exec.Cmd
 	pids   []int // dlv and the program it started
 	addr   string
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{}
 }
 
@@ -117,7 +118,7 @@ func (w *dapWS) startDelve(t *testing.T) *headless {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	h := &headless{addr: addr, out: &syncBuffer{}, exited: make(chan struct{})}
+	h := &headless{addr: addr, out: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	h.cmd = exec.Command("ip", "netns", "exec", w.cloud.VPCNS, dlv, "exec", "--headless", "--listen", addr,
 		"--accept-multiclient", "--api-version", "2", "--continue", w.prog)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/client"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -69,7 +70,7 @@ func jdbBreak(t *testing.T, addr string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "jdb", "-attach", addr)
 	in, _ := cmd.StdinPipe()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tether-dev/tether/internal/syncbuf"
 )
 
 // TestSandboxDemo is the README's main job: the sandbox proxy machine and
@@ -30,7 +32,7 @@ func TestSandboxDemo(t *testing.T) {
 		t.Fatalf("sandbox: %q %v", line, err)
 	}
 	ctx := ctxT(t)
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	har := filepath.Join(ws, "calls.har")
 	cmd := tetherCmd(ctx, "launch", "--workspace", ws, "sample", "--log-calls", "--har", har)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

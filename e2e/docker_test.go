@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/plugins/docker"
 )
 
@@ -90,7 +91,7 @@ func TestDockerModeSSH(t *testing.T) {
     docker: {image: %s, args: ["http://%s/", "http://%s:%s/"]}
     interconnect: {enabled: true, proxy: bastion}
 `, img, w.cloud.HTTPAddr, w.cloud.HTTPName, httpPort))
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	start := time.Now()
 	cmd := tetherCmd(ctxT(t), "launch", "--workspace", w.dir, "container", "--log-calls")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tether-dev/tether/internal/syncbuf"
 )
 
 // serverJava answers HTTP on every port given and prints the registry
@@ -95,7 +97,7 @@ func TestExposeToTheCloud(t *testing.T) {
 	}
 	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	addrs := map[string]string{} // local port -> advertised address
-	var errLog syncBuffer
+	var errLog syncbuf.Buffer
 	go func() {
 		sc := bufio.NewScanner(io.TeeReader(stderr, &errLog))
 		for sc.Scan() {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tether-dev/tether/client"
 	"github.com/tether-dev/tether/internal/fakecloud"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 )
 
@@ -137,7 +138,7 @@ func tetherCmd(ctx context.Context, args ...string) *exec.Cmd {
 func TestLaunchJavaThroughSSH(t *testing.T) {
 	w := startCloudWS(t, true)
 	ctx := ctxT(t)
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	cmd := tetherCmd(ctx, "launch", "--workspace", w.dir, "probe")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -154,7 +155,7 @@ func TestLaunchJavaThroughSSH(t *testing.T) {
 	}
 
 	// exec configs get proxy environment variables.
-	stdout, stderr = syncBuffer{}, syncBuffer{}
+	stdout, stderr = syncbuf.Buffer{}, syncbuf.Buffer{}
 	cmd = tetherCmd(ctx, "launch", "--workspace", w.dir, "curl")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), w.cloud.HTTPBody) {
@@ -163,7 +164,7 @@ func TestLaunchJavaThroughSSH(t *testing.T) {
 
 	// Toggle off: nothing injected, the vpc is unreachable, the app fails.
 	off := startCloudWS(t, false)
-	stdout, stderr = syncBuffer{}, syncBuffer{}
+	stdout, stderr = syncbuf.Buffer{}, syncbuf.Buffer{}
 	cmd = tetherCmd(ctx, "launch", "--workspace", off.dir, "probe")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -318,7 +319,7 @@ func TestHostKeyQuestions(t *testing.T) {
 	if test.OK || test.Steps[len(test.Steps)-1].Name != "hostKey" || !strings.Contains(test.Steps[len(test.Steps)-1].Message, "changed") {
 		t.Fatalf("changed key: %+v", test)
 	}
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd := tetherCmd(ctx, "launch", "--workspace", w.dir, "probe")
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "changed") {
@@ -338,7 +339,7 @@ func TestConnectBulkAndConcurrent(t *testing.T) {
 	t.Cleanup(cancel)
 	cmd := tetherCmd(ctx, "connect", "--workspace", w.dir, "bastion", "--output", "json")
 	out, _ := cmd.StdoutPipe()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

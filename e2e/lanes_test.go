@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tether-dev/tether/agent"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/plugins/kubernetes"
 )
 
@@ -153,9 +154,9 @@ func freeTCPPort(t testing.TB) int {
 }
 
 // startLaneLaunch runs `tether launch NAME` in the background.
-func startLaneLaunch(t testing.TB, ws, name string) (*exec.Cmd, *syncBuffer) {
+func startLaneLaunch(t testing.TB, ws, name string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd := exec.Command(tetherBin, "launch", "--workspace", ws, name)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tether-dev/tether/client"
 	"github.com/tether-dev/tether/internal/k8stestbed"
+	"github.com/tether-dev/tether/internal/syncbuf"
 )
 
 var (
@@ -56,7 +57,7 @@ type tetherProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout io.ReadCloser
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	exited chan struct{}
 }
 
@@ -71,7 +72,7 @@ func startTether(t *testing.T, args ...string) *tetherProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &tetherProc{cmd: cmd, stdin: stdin, stdout: stdout, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &tetherProc{cmd: cmd, stdin: stdin, stdout: stdout, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -118,4 +119,4 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-var _ io.Writer = (*syncBuffer)(nil)
+var _ io.Writer = (*syncbuf.Buffer)(nil)

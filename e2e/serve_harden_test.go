@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/client"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 )
 
 // startListening runs `sh -c 'ulimit -n NOFILE; exec tether serve --listen
 // spec'` (nofile 0: no limit set) and returns the process and the address.
-func startListening(t *testing.T, nofile int, ws string, args ...string) (*exec.Cmd, string, *syncBuffer) {
+func startListening(t *testing.T, nofile int, ws string, args ...string) (*exec.Cmd, string, *syncbuf.Buffer) {
 	t.Helper()
 	script := `exec "$@"`
 	if nofile > 0 {
@@ -30,7 +31,7 @@ func startListening(t *testing.T, nofile int, ws string, args ...string) (*exec.
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

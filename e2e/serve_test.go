@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tether-dev/tether/client"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 	"github.com/tether-dev/tether/workspace"
 )
@@ -390,7 +391,7 @@ func serveListen(t *testing.T, ws string, args ...string) (addr, tokenFile strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

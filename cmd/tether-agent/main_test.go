@@ -23,6 +23,7 @@ import (
 	"github.com/tether-dev/tether/agent"
 	"github.com/tether-dev/tether/internal/relay"
 	"github.com/tether-dev/tether/internal/socks5"
+	"github.com/tether-dev/tether/internal/syncbuf"
 	sshplugin "github.com/tether-dev/tether/plugins/ssh"
 	"github.com/tether-dev/tether/tunnel"
 	"github.com/tether-dev/tether/workspace"
@@ -51,31 +52,14 @@ func TestMain(m *testing.M) {
 // agentProc is a running tether-agent.
 type agentProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	lines  chan string // stdout
 	waited chan error
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func start(t *testing.T, args ...string) *agentProc {
 	t.Helper()
-	p := &agentProc{cmd: exec.Command(binPath, args...), stderr: &syncBuffer{}, lines: make(chan string, 10), waited: make(chan error, 1)}
+	p := &agentProc{cmd: exec.Command(binPath, args...), stderr: &syncbuf.Buffer{}, lines: make(chan string, 10), waited: make(chan error, 1)}
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
