@@ -3,12 +3,12 @@ package server
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tether-dev/tether/internal/loopback"
 	"github.com/tether-dev/tether/internal/syncbuf"
 	"github.com/tether-dev/tether/protocol"
 )
@@ -27,12 +27,7 @@ func TestErrorReplies(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("KUBECONFIG", "")
 	t.Setenv("SSH_AUTH_SOCK", "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedPort := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	closedPort := loopback.ClosedPort(t)
 
 	good := t.TempDir()
 	yaml := fmt.Sprintf(`version: 1

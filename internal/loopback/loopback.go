@@ -64,3 +64,16 @@ func Serve(t testing.TB, handle func(c net.Conn)) string {
 	})
 	return ln.Addr().String()
 }
+
+// ClosedPort returns a loopback port that nothing listens on (it was just
+// free): dials to it are refused.
+func ClosedPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
