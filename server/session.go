@@ -61,10 +61,6 @@ func (c sessionClient) Notify(ctx context.Context, method string, params any) er
 	return c.s.conn.Notify(context.WithoutCancel(ctx), method, params)
 }
 
-// Done is closed when the client goes away: what its session's resources
-// (e.g. the DAP endpoint) end with.
-func (c sessionClient) Done() <-chan struct{} { return c.s.work.Done() }
-
 func (c sessionClient) Call(ctx context.Context, method string, params, result any) error {
 	_, err := c.s.conn.Call(ctx, method, params, result)
 	return err
