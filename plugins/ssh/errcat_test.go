@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tether-dev/tether/internal/errcat"
+	"github.com/tether-dev/tether/internal/loopback"
 )
 
 // loopbackSSHD is a minimal in-process SSH server on 127.0.0.1 that accepts
@@ -24,32 +25,20 @@ func loopbackSSHD(t *testing.T, key ssh.Signer) int {
 	t.Helper()
 	cfg := &ssh.ServerConfig{NoClientAuth: true}
 	cfg.AddHostKey(key)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
-				if err != nil {
-					return
-				}
-				defer sc.Close()
-				go ssh.DiscardRequests(reqs)
-				for ch := range chans {
-					_ = ch.Reject(ssh.Prohibited, "no")
-				}
-			}()
+	addr := loopback.Serve(t, func(c net.Conn) {
+		sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+		defer sc.Close()
+		go ssh.DiscardRequests(reqs)
+		for ch := range chans {
+			_ = ch.Reject(ssh.Prohibited, "no")
+		}
+	})
+	_, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 func newSigner(t *testing.T) ssh.Signer {
