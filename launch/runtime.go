@@ -184,9 +184,14 @@ func (s *starting) debugReady(addr func() string) {
 	case !s.running:
 		s.pending = addr
 	default:
-		s.ready = true
-		s.report(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: addr()})
+		s.reportReady(addr)
 	}
+}
+
+// reportReady reports debugReady; s.mu is held.
+func (s *starting) reportReady(addr func() string) {
+	s.ready = true
+	s.report(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: addr()})
 }
 
 // runs reports the launch running, then a held debugReady.
@@ -196,7 +201,6 @@ func (s *starting) runs() {
 	s.running = true
 	s.report(protocol.LaunchStateParams{State: protocol.StateRunning, Exposed: s.ic.Exposed()})
 	if s.pending != nil && !s.ready {
-		s.ready = true
-		s.report(protocol.LaunchStateParams{State: protocol.StateDebugReady, DebugAddress: s.pending()})
+		s.reportReady(s.pending)
 	}
 }
