@@ -215,6 +215,9 @@ func (s *Session) writeFrame(typ byte, id uint32, payload []byte, more ...[]byte
 	for _, m := range more {
 		n += len(m)
 	}
+	if s.wbuf == nil {
+		s.wbuf = make([]byte, 0, headerSize+MaxFrame)
+	}
 	buf := s.wbuf[:0]
 	buf = append(buf, typ, 0, 0, 0, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(buf[1:5], id)
@@ -224,7 +227,7 @@ func (s *Session) writeFrame(typ byte, id uint32, payload []byte, more ...[]byte
 		buf = append(buf, m...)
 	}
 	_, err := s.conn.Write(buf)
-	if cap(buf) <= headerSize+MaxFrame {
+	if cap(buf) <= 2*(headerSize+MaxFrame) { // keep the frame-sized buffer
 		s.wbuf = buf[:0]
 	}
 	if err != nil {
@@ -270,12 +273,13 @@ func (s *Session) readLoop() {
 				}
 				continue
 			}
-			p := make([]byte, n)
-			if _, err := io.ReadFull(s.br, p); err != nil {
+			c := newChunk(n)
+			if _, err := io.ReadFull(s.br, c.data); err != nil {
+				c.free()
 				s.fail(err)
 				return
 			}
-			if err := st.push(p); err != nil {
+			if err := st.push(c); err != nil {
 				s.fail(err)
 				return
 			}

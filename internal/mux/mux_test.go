@@ -16,7 +16,7 @@ import (
 // pair connects a client and a server session over loopback TCP; the
 // server echoes every stream whose request is "echo", sends its request
 // back as the reply data, and refuses the others.
-func pair(t *testing.T, ccfg, scfg Config) (*Session, *Session) {
+func pair(t testing.TB, ccfg, scfg Config) (*Session, *Session) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,6 +34,15 @@ func pair(t *testing.T, ccfg, scfg Config) (*Session, *Session) {
 	}
 	sc := <-ch
 	srv := Server(sc, scfg, func(st *Stream, req []byte) {
+		if string(req) == "bulk" { // streams until the client closes
+			st.Accept(nil)
+			buf := make([]byte, 256<<10)
+			for {
+				if _, err := st.Write(buf); err != nil {
+					return
+				}
+			}
+		}
 		if string(req) != "echo" {
 			st.Refuse([]byte("no " + string(req)))
 			return
@@ -53,7 +62,7 @@ func pair(t *testing.T, ccfg, scfg Config) (*Session, *Session) {
 	return cli, srv
 }
 
-func open(t *testing.T, s *Session) *Stream {
+func open(t testing.TB, s *Session) *Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -207,4 +216,26 @@ func FuzzServerFrames(f *testing.F) {
 		<-s.Done()
 		s.Close()
 	})
+}
+
+// BenchmarkDownload: one stream's bulk transfer server -> client over
+// loopback TCP (the mux's own cost per byte; allocations per frame).
+func BenchmarkDownload(b *testing.B) {
+	cli, _ := pair(b, Config{}, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, _, err := cli.Open(ctx, []byte("bulk"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	buf := make([]byte, MaxFrame)
+	b.SetBytes(MaxFrame)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := io.ReadFull(st, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

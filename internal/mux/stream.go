@@ -18,7 +18,7 @@ type Stream struct {
 	wmu sync.Mutex // one writer at a time
 
 	mu       sync.Mutex
-	rbuf     [][]byte // received, unread
+	rbuf     []chunk // received, unread
 	rlen     int
 	unacked  int // read but not yet returned to the peer as window
 	rfin     bool
@@ -72,19 +72,53 @@ func wait(sig chan struct{}, deadline time.Time) bool {
 	}
 }
 
-// push queues data received from the peer.
-func (st *Stream) push(p []byte) error {
+// chunk is the payload of one data frame, in a pooled buffer while it
+// waits for Read: a bulk transfer then allocates nothing per frame.
+type chunk struct {
+	buf  *[]byte // from framePool; nil for a payload that was allocated
+	data []byte  // the unread part
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, MaxFrame); return &b }}
+
+func newChunk(n int) chunk {
+	if n > MaxFrame {
+		return chunk{data: make([]byte, n)}
+	}
+	b := framePool.Get().(*[]byte)
+	return chunk{buf: b, data: (*b)[:n]}
+}
+
+// free returns the chunk's buffer to the pool.
+func (c *chunk) free() {
+	if c.buf != nil {
+		framePool.Put(c.buf)
+		c.buf = nil
+	}
+	c.data = nil
+}
+
+func freeChunks(cs []chunk) {
+	for i := range cs {
+		cs[i].free()
+	}
+}
+
+// push queues data received from the peer; the stream owns c from here.
+func (st *Stream) push(c chunk) error {
 	st.mu.Lock()
 	if st.closed || st.err != nil {
 		st.mu.Unlock()
+		c.free()
 		return nil
 	}
-	if st.rlen+len(p) > int(st.s.window) {
+	if st.rlen+len(c.data) > int(st.s.window) {
 		st.mu.Unlock()
+		c.free()
 		return errWindow
 	}
-	st.rbuf = append(st.rbuf, p)
-	st.rlen += len(p)
+	st.rbuf = append(st.rbuf, c)
+	st.rlen += len(c.data)
 	st.mu.Unlock()
 	wake(st.rsig)
 	return nil
@@ -127,13 +161,13 @@ func (st *Stream) Read(b []byte) (int, error) {
 			}
 			n := 0
 			for n < len(b) && len(st.rbuf) > 0 {
-				c := copy(b[n:], st.rbuf[0])
+				c := copy(b[n:], st.rbuf[0].data)
 				n += c
-				if c == len(st.rbuf[0]) {
-					st.rbuf[0] = nil
+				if c == len(st.rbuf[0].data) {
+					st.rbuf[0].free()
 					st.rbuf = st.rbuf[1:]
 				} else {
-					st.rbuf[0] = st.rbuf[0][c:]
+					st.rbuf[0].data = st.rbuf[0].data[c:]
 				}
 			}
 			st.rlen -= n
@@ -232,6 +266,7 @@ func (st *Stream) Close() error {
 		typ = frameReset
 	}
 	st.wfin = true
+	freeChunks(st.rbuf)
 	st.rbuf, st.rlen = nil, 0
 	st.mu.Unlock()
 	st.signal()
