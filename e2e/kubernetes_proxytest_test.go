@@ -164,6 +164,9 @@ func TestKubernetesBarePodWithoutJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if p := tun.Protocol(); p != "spdy" {
+		t.Errorf("port-forward protocol %q, want spdy (the default)", p)
+	}
 	pods := e.sessionPods(t, session)
 	if len(pods) != 1 {
 		t.Fatalf("want one agent pod, got %d", len(pods))
@@ -195,5 +198,53 @@ func TestKubernetesBarePodWithoutJobs(t *testing.T) {
 	t.Logf("steps: %s", strings.Join(steps, "; "))
 	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") {
 		t.Errorf("want five passing steps, got %v", steps)
+	}
+}
+
+// TestKubernetesWebSocketWhenSPDYRefused: a user granted only get on
+// pods/portforward (WebSocket port-forward; SPDY's POST is forbidden) gets
+// a working tunnel over WebSocket: the SPDY refusal is not the user's
+// problem.
+func TestKubernetesWebSocketWhenSPDYRefused(t *testing.T) {
+	e := setupK8s(t)
+	kc := e.serviceAccountKubeconfig(t, "tether-wsonly", `
+- {apiGroups: [""], resources: [pods], verbs: [create, get, list, delete]}
+- {apiGroups: [""], resources: [pods/portforward], verbs: [get]}
+- {apiGroups: [""], resources: [events], verbs: [list]}
+`)
+	session := randSession("wsonly-")
+	octx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tun, err := kubernetes.Open(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS, Session: session})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tun.Close() })
+	c, err := tun.Dial(octx, "tcp", "orders.dev.svc.cluster.local:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := httpGetVia(c, "orders"); err != nil || !strings.HasPrefix(body, "orders ") {
+		t.Errorf("dial over WebSocket: %q %v", body, err)
+	}
+	if p := tun.Protocol(); p != "websocket" {
+		t.Errorf("port-forward protocol %q, want websocket (SPDY is forbidden)", p)
+	}
+	if a := tun.DataAgent(); a == "" {
+		t.Error("the stream did not take the data port")
+	}
+	if err := tun.Close(); err != nil {
+		t.Error(err)
+	}
+	if left := e.sessionPods(t, session); len(left) != 0 {
+		t.Errorf("after Close %d pods remain", len(left))
+	}
+	var steps []string
+	kubernetes.Check(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS}, "", func(name string, took time.Duration, err error, msg string) bool {
+		steps = append(steps, fmt.Sprintf("%s %v %s", name, err, msg))
+		return err == nil
+	})
+	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") || !strings.Contains(steps[4], "over websocket") {
+		t.Errorf("want five passing steps, the dial over websocket; got %v", steps)
 	}
 }

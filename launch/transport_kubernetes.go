@@ -96,7 +96,7 @@ func (kubeTransport) Clean(ctx context.Context, dir string, px *workspace.Proxy,
 
 func kubeConfig(dir string, k *workspace.KubernetesProxy, log *slog.Logger, report func(string)) kubernetes.Config {
 	return kubernetes.Config{Kubeconfig: resolvePath(dir, k.Kubeconfig), Context: k.Context, Namespace: k.Namespace,
-		Image: k.Image, Logger: log, Progress: report}
+		Image: k.Image, PortForward: k.PortForward, Logger: log, Progress: report}
 }
 
 // restoreIdleRouters restores, in the background, the Services of a

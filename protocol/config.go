@@ -31,6 +31,10 @@ type KubernetesProxy struct {
 	Context    string `json:"context,omitempty" yaml:"context,omitempty"`
 	Namespace  string `json:"namespace,omitempty" yaml:"namespace,omitempty"`
 	Image      string `json:"image,omitempty" yaml:"image,omitempty"`
+	// PortForward is the protocol tried first for port-forward connections:
+	// "spdy" (default; fewer bytes of CPU per byte through the API server)
+	// or "websocket"; the other is used when the API server refuses it.
+	PortForward string `json:"portForward,omitempty" yaml:"portForward,omitempty"`
 }
 
 // Routes says which traffic goes through the tunnel; the rest is dialled

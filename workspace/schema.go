@@ -78,6 +78,8 @@ var proxySchema = &Schema{
 			p("context", str("Context (default: the current context).")),
 			p("namespace", str("Namespace for the temporary agent pod.")),
 			p("image", str("Agent image reference.")),
+			p("portForward", &Schema{Type: "string", Enum: []string{"spdy", "websocket"},
+				Description: "Protocol tried first for port-forward connections (default spdy: less CPU per byte through the API server); the other when the API server refuses it."}),
 		)),
 		p("routes", routesSchema),
 	},

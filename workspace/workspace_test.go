@@ -58,6 +58,8 @@ proxies:
   - name: p
     ssh: {host: h, port: 70000}
     routes: {cidrs: [10.0.0.0/33]}
+  - name: k
+    kubernetes: {portForward: http2}
 configurations:
   - name: a
     type: java
@@ -86,6 +88,7 @@ configurations:
 	want := map[string]string{
 		"proxies[0].ssh.port":                  "must be between 0 and 65535",
 		"proxies[0].routes.cidrs[0]":           "is not a CIDR",
+		"proxies[1].kubernetes.portForward":    `must be one of spdy, websocket, not "http2"`,
 		"configurations[0].java.mainClass":     "required (or java.jar)",
 		"configurations[1].interconnect.proxy": `no proxy named "x"`,
 		"configurations[2].java.mainclass":     `did you mean "mainClass"`,

@@ -164,6 +164,10 @@ func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", errcat.Of(explain(err)).Newf("cannot check permissions in namespace %s: %v", c.namespace, explain(err))
 		}
+		if !ok && a.sub == "portforward" {
+			// get is enough for WebSocket port-forward (SPDY needs create).
+			ok, _ = allowed(access{"get", "", "pods", "portforward"})
+		}
 		if !ok {
 			missing = append(missing, a.String())
 		}

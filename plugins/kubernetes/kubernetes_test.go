@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,7 +9,9 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 )
 
 func TestPodSpecHygiene(t *testing.T) {
@@ -115,5 +118,37 @@ func TestJobSpec(t *testing.T) {
 	}
 	if s.Template.Spec.RestartPolicy != corev1.RestartPolicyNever || *s.Template.Spec.AutomountServiceAccountToken {
 		t.Error("the template lost the pod's lockdown")
+	}
+}
+
+// TestSPDYRefused: which answers to the SPDY upgrade make the dialer try
+// WebSocket (a refusal of SPDY itself) and which would fail there too.
+func TestSPDYRefused(t *testing.T) {
+	status := func(code int32) error {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Code: code}}
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{status(403), true}, // RBAC: only get (WebSocket) on pods/portforward
+		{status(400), true},
+		{status(426), true},
+		{errors.New("unable to upgrade connection: 200 OK from a proxy"), true},
+		{&httpstream.UpgradeFailureError{Cause: errors.New("x")}, true},
+		{status(404), false},
+		{status(401), false},
+		{status(500), false},
+		{errors.New("error sending request: dial tcp 10.0.0.1:443: connect: connection refused"), false},
+	} {
+		if got := spdyRefused(c.err); got != c.want {
+			t.Errorf("spdyRefused(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+func TestPortForwardSetting(t *testing.T) {
+	if _, err := newPFDialer(&cluster{}, "http2"); err == nil || !strings.Contains(err.Error(), "portForward") {
+		t.Errorf("bad portForward: %v", err)
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
@@ -20,22 +22,34 @@ import (
 	"github.com/tether-dev/tether/internal/errcat"
 )
 
-// pfDialer opens port-forward connections to pods, as kubectl does:
-// WebSocket tunnelling (SPDY over WebSocket, client-go v0.30+) first, SPDY
-// when the API server refuses the upgrade.
+// pfDialer opens port-forward connections to pods: SPDY first (the API
+// server relays it as is), SPDY tunnelled in WebSocket frames (kubectl's
+// default since 1.31; the API server unwraps every frame: ~30% more CPU
+// per byte there and here, docs/benchmarks.md) when the API server or a
+// proxy in front of it refuses SPDY, or the other way round with
+// Config.PortForward "websocket". After a refusal the dialer keeps to the
+// protocol that worked.
 type pfDialer struct {
-	c     *cluster
-	reqID atomic.Int64
+	c         *cluster
+	spdyFirst atomic.Bool
+	reqID     atomic.Int64
 	// Protocol is what the last connection used ("websocket" or "spdy").
 	protocol atomic.Value
 }
 
-func newPFDialer(c *cluster) (*pfDialer, error) {
+func newPFDialer(c *cluster, protocol string) (*pfDialer, error) {
+	switch protocol {
+	case "", "spdy", "websocket":
+	default:
+		return nil, errcat.Config.Newf("kubernetes: portForward %q: must be \"websocket\" or \"spdy\"", protocol)
+	}
 	// Checked once here so that a bad REST config fails at Open.
 	if _, _, err := spdy.RoundTripperFor(c.rest); err != nil {
 		return nil, errcat.Config.Newf("kubernetes: port-forward transport: %w", err) // the kubeconfig's TLS or proxy settings
 	}
-	return &pfDialer{c: c}, nil
+	d := &pfDialer{c: c}
+	d.spdyFirst.Store(protocol != "websocket")
+	return d, nil
 }
 
 func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
@@ -50,15 +64,51 @@ func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
 	sp := spdy.NewDialer(up, &http.Client{Transport: rt}, http.MethodPost, u)
 	ws, err := portforward.NewSPDYOverWebsocketDialer(u, d.c.rest)
 	if err != nil {
+		d.protocol.Store("spdy")
 		return sp, nil
 	}
-	return portforward.NewFallbackDialer(ws, sp, func(err error) bool {
+	spdyFirst := d.spdyFirst.Load()
+	first, second := httpstream.Dialer(ws), httpstream.Dialer(sp)
+	if spdyFirst {
+		first, second = sp, ws
+	}
+	return portforward.NewFallbackDialer(first, second, func(err error) bool {
 		fb := httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		if spdyFirst {
+			fb = spdyRefused(err)
+		}
 		if fb {
-			d.protocol.Store("spdy")
+			d.spdyFirst.Store(!spdyFirst)
+			d.protocol.Store(protocolName(!spdyFirst))
 		}
 		return fb
 	}), nil
+}
+
+func protocolName(spdy bool) string {
+	if spdy {
+		return "spdy"
+	}
+	return "websocket"
+}
+
+// spdyRefused: the API server, or a proxy in front of it, answered the
+// SPDY upgrade with something else (client-go reports that as the API
+// status or "unable to upgrade connection", not as an UpgradeFailureError):
+// WebSocket may get through. 403 is RBAC granting only get (WebSocket) on
+// pods/portforward. Not found, unauthorised, server errors and transport
+// errors fail the same way over WebSocket.
+func spdyRefused(err error) bool {
+	var st *apierrors.StatusError
+	if errors.As(err, &st) {
+		switch st.ErrStatus.Code {
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusUpgradeRequired, http.StatusNotImplemented:
+			return true
+		}
+		return false
+	}
+	return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err) ||
+		strings.HasPrefix(err.Error(), "unable to upgrade connection")
 }
 
 // dial opens one port-forward connection to port of pod, with one stream
@@ -67,11 +117,11 @@ func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
 // that does not answer yet is reported here, not in the middle of the SSH
 // handshake. The returned conn owns the connection.
 func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte) (*pfConn, error) {
+	d.protocol.Store(protocolName(d.spdyFirst.Load()))
 	dl, err := d.dialer(pod)
 	if err != nil {
 		return nil, err
 	}
-	d.protocol.Store("websocket")
 	type res struct {
 		c   httpstream.Connection
 		err error

@@ -59,7 +59,7 @@ func Open(ctx context.Context, cfg Config) (*Tunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	pf, err := newPFDialer(c)
+	pf, err := newPFDialer(c, cfg.PortForward)
 	if err != nil {
 		return nil, err
 	}
