@@ -38,8 +38,15 @@ const (
 
 const (
 	headerSize = 9
-	// MaxFrame is the largest data payload sent in one frame.
-	MaxFrame = 64 << 10
+	// MaxFrame is the largest data payload sent in one frame: a full frame
+	// is 64 KiB with its header. The port-forward relays (the container
+	// runtime, the kubelet) read in 32 KiB pieces, so frames of 64 KiB
+	// reach them as two full reads; 64 KiB payloads left a 9-byte read,
+	// and an SPDY frame, TLS record and syscalls for it at every hop.
+	MaxFrame = 64<<10 - headerSize
+	// maxRecv is the largest payload accepted (peers before MaxFrame
+	// shrank sent 64 KiB).
+	maxRecv = 64 << 10
 	// maxControl bounds the payload of non-data frames (open requests,
 	// replies).
 	maxControl = 64 << 10
@@ -260,7 +267,7 @@ func (s *Session) readLoop() {
 		}
 		s.lastRecv.Store(time.Now().UnixNano())
 		typ, id, n := hdr[0], binary.BigEndian.Uint32(hdr[1:5]), int(binary.BigEndian.Uint32(hdr[5:9]))
-		if n > max(MaxFrame, maxControl) {
+		if n > max(maxRecv, maxControl) {
 			s.fail(fmt.Errorf("mux: frame of %d bytes", n))
 			return
 		}
