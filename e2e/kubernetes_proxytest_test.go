@@ -152,52 +152,24 @@ func (e *k8sEnv) sessionPodsOf(t *testing.T, selector string) []string {
 // Close removes the pod.
 func TestKubernetesBarePodWithoutJobs(t *testing.T) {
 	e := setupK8s(t)
-	kc := e.serviceAccountKubeconfig(t, "tether-nojobs", `
+	steps := e.restrictedUserTunnel(t, "tether-nojobs", `
 - {apiGroups: [""], resources: [pods], verbs: [create, get, list, delete]}
 - {apiGroups: [""], resources: [pods/portforward], verbs: [create]}
 - {apiGroups: [""], resources: [events], verbs: [list]}
-`)
-	session := randSession("nojobs-")
-	octx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	tun, err := kubernetes.Open(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS, Session: session})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := tun.Protocol(); p != "spdy" {
-		t.Errorf("port-forward protocol %q, want spdy (the default)", p)
-	}
-	pods := e.sessionPods(t, session)
-	if len(pods) != 1 {
-		t.Fatalf("want one agent pod, got %d", len(pods))
-	}
-	if len(pods[0].OwnerReferences) != 0 {
-		t.Errorf("want a bare agent pod, it has owners %v", pods[0].OwnerReferences)
-	}
-	c, err := tun.Dial(octx, "tcp", "orders.dev.svc.cluster.local:80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body, err := httpGetVia(c, "orders"); err != nil || !strings.HasPrefix(body, "orders ") {
-		t.Errorf("dial through the bare pod: %q %v", body, err)
-	}
-	if err := tun.Close(); err != nil {
-		t.Error(err)
-	}
-	if left := e.sessionPods(t, session); len(left) != 0 {
-		t.Errorf("after Close %d pods remain", len(left))
-	}
-	var steps []string
-	kubernetes.Check(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS}, "", func(name string, took time.Duration, err error, msg string) bool {
-		steps = append(steps, fmt.Sprintf("%s %v %s", name, err, msg))
-		if name == "permissions" && (err != nil || !strings.Contains(msg, "bare pod")) {
-			t.Errorf("permissions step: %v %s", err, msg)
+`, func(tun *kubernetes.Tunnel, session string) {
+		if p := tun.Protocol(); p != "spdy" {
+			t.Errorf("port-forward protocol %q, want spdy (the default)", p)
 		}
-		return err == nil
+		pods := e.sessionPods(t, session)
+		if len(pods) != 1 {
+			t.Fatalf("want one agent pod, got %d", len(pods))
+		}
+		if len(pods[0].OwnerReferences) != 0 {
+			t.Errorf("want a bare agent pod, it has owners %v", pods[0].OwnerReferences)
+		}
 	})
-	t.Logf("steps: %s", strings.Join(steps, "; "))
-	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") {
-		t.Errorf("want five passing steps, got %v", steps)
+	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") || !strings.Contains(steps[2], "bare pod") {
+		t.Errorf("want five passing steps, permissions saying bare pod; got %v", steps)
 	}
 }
 
@@ -207,12 +179,31 @@ func TestKubernetesBarePodWithoutJobs(t *testing.T) {
 // problem.
 func TestKubernetesWebSocketWhenSPDYRefused(t *testing.T) {
 	e := setupK8s(t)
-	kc := e.serviceAccountKubeconfig(t, "tether-wsonly", `
+	steps := e.restrictedUserTunnel(t, "tether-wsonly", `
 - {apiGroups: [""], resources: [pods], verbs: [create, get, list, delete]}
 - {apiGroups: [""], resources: [pods/portforward], verbs: [get]}
 - {apiGroups: [""], resources: [events], verbs: [list]}
-`)
-	session := randSession("wsonly-")
+`, func(tun *kubernetes.Tunnel, session string) {
+		if p := tun.Protocol(); p != "websocket" {
+			t.Errorf("port-forward protocol %q, want websocket (SPDY is forbidden)", p)
+		}
+		if a := tun.DataAgent(); a == "" {
+			t.Error("the streams do not take the data port")
+		}
+	})
+	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") || !strings.Contains(steps[4], "over websocket") {
+		t.Errorf("want five passing steps, the dial over websocket; got %v", steps)
+	}
+}
+
+// restrictedUserTunnel opens a tunnel as a service account with rules,
+// shows it to inspect, dials the orders Service through it, closes it
+// (checking that no pod remains) and returns the proxy/test steps of that
+// user ("name err message").
+func (e *k8sEnv) restrictedUserTunnel(t *testing.T, name, rules string, inspect func(tun *kubernetes.Tunnel, session string)) []string {
+	t.Helper()
+	kc := e.serviceAccountKubeconfig(t, name, rules)
+	session := randSession(name + "-")
 	octx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	tun, err := kubernetes.Open(octx, kubernetes.Config{Kubeconfig: kc, Namespace: k8sNS, Session: session})
@@ -225,14 +216,9 @@ func TestKubernetesWebSocketWhenSPDYRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	if body, err := httpGetVia(c, "orders"); err != nil || !strings.HasPrefix(body, "orders ") {
-		t.Errorf("dial over WebSocket: %q %v", body, err)
+		t.Errorf("dial through the agent: %q %v", body, err)
 	}
-	if p := tun.Protocol(); p != "websocket" {
-		t.Errorf("port-forward protocol %q, want websocket (SPDY is forbidden)", p)
-	}
-	if a := tun.DataAgent(); a == "" {
-		t.Error("the stream did not take the data port")
-	}
+	inspect(tun, session)
 	if err := tun.Close(); err != nil {
 		t.Error(err)
 	}
@@ -244,7 +230,6 @@ func TestKubernetesWebSocketWhenSPDYRefused(t *testing.T) {
 		steps = append(steps, fmt.Sprintf("%s %v %s", name, err, msg))
 		return err == nil
 	})
-	if len(steps) != 5 || !strings.HasPrefix(steps[4], "dial <nil>") || !strings.Contains(steps[4], "over websocket") {
-		t.Errorf("want five passing steps, the dial over websocket; got %v", steps)
-	}
+	t.Logf("steps: %s", strings.Join(steps, "; "))
+	return steps
 }
