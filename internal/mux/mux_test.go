@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -238,4 +239,57 @@ func BenchmarkDownload(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestAcceptsFullSizeFramesOfOlderPeers: peers built before MaxFrame
+// shrank to fit the header send 64 KiB payloads; they are still accepted.
+func TestAcceptsFullSizeFramesOfOlderPeers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var hdr [headerSize]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil || hdr[0] != frameOpen {
+			return
+		}
+		io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(hdr[5:9])))
+		frame := func(typ byte, payload []byte) []byte {
+			f := []byte{typ, 0, 0, 0, 1, 0, 0, 0, 0}
+			binary.BigEndian.PutUint32(f[5:9], uint32(len(payload)))
+			return append(f, payload...)
+		}
+		c.Write(frame(frameReply, []byte{1, 0, 1, 0, 0}))
+		c.Write(frame(frameData, bytes.Repeat([]byte{7}, 64<<10)))
+		io.Copy(io.Discard, c)
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := Client(conn, Config{})
+	defer cli.Close()
+	st := open0(t, cli)
+	got := make([]byte, 64<<10)
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(st, got); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{7}, 64<<10)) {
+		t.Fatalf("read %v", err)
+	}
+}
+
+func open0(t *testing.T, s *Session) *Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, _, err := s.Open(ctx, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
