@@ -267,7 +267,7 @@ func (s *Session) readLoop() {
 		}
 		s.lastRecv.Store(time.Now().UnixNano())
 		typ, id, n := hdr[0], binary.BigEndian.Uint32(hdr[1:5]), int(binary.BigEndian.Uint32(hdr[5:9]))
-		if n > max(maxRecv, maxControl) {
+		if n > maxControl || (typ == frameData && n > maxRecv) {
 			s.fail(fmt.Errorf("mux: frame of %d bytes", n))
 			return
 		}
