@@ -275,21 +275,15 @@ func TestAcceptsFullSizeFramesOfOlderPeers(t *testing.T) {
 	}
 	cli := Client(conn, Config{})
 	defer cli.Close()
-	st := open0(t, cli)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, _, err := cli.Open(ctx, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := make([]byte, 64<<10)
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(st, got); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{7}, 64<<10)) {
 		t.Fatalf("read %v", err)
 	}
-}
-
-func open0(t *testing.T, s *Session) *Stream {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, _, err := s.Open(ctx, []byte("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
 }

@@ -72,8 +72,11 @@ func wait(sig chan struct{}, deadline time.Time) bool {
 	}
 }
 
-// chunk is the payload of one data frame, in a pooled buffer while it
-// waits for Read: a bulk transfer then allocates nothing per frame.
+// chunk is the payload of one data frame while it waits for Read; a large
+// one (a bulk transfer's) in a pooled frame buffer, so that bulk allocates
+// nothing per frame. Small ones get their own size: the window counts
+// bytes, and a window of small frames in frame-sized buffers would hold
+// many times the window's memory.
 type chunk struct {
 	buf  *[]byte // from framePool; nil for a payload that was allocated
 	data []byte  // the unread part
@@ -82,7 +85,7 @@ type chunk struct {
 var framePool = sync.Pool{New: func() any { b := make([]byte, MaxFrame); return &b }}
 
 func newChunk(n int) chunk {
-	if n > MaxFrame {
+	if n < MaxFrame/2 || n > MaxFrame {
 		return chunk{data: make([]byte, n)}
 	}
 	b := framePool.Get().(*[]byte)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,8 +165,9 @@ func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", errcat.Of(explain(err)).Newf("cannot check permissions in namespace %s: %v", c.namespace, explain(err))
 		}
-		if !ok && a.sub == "portforward" {
-			// get is enough for WebSocket port-forward (SPDY needs create).
+		if !ok && a.sub == "portforward" && c.websocketNeedsOnlyGet() {
+			// get is enough for WebSocket port-forward (SPDY needs create)
+			// before Kubernetes 1.35, which asks create for both.
 			ok, _ = allowed(access{"get", "", "pods", "portforward"})
 		}
 		if !ok {
@@ -244,4 +246,18 @@ func dedup(s []string) []string {
 		}
 	}
 	return out
+}
+
+// websocketNeedsOnlyGet: the API server authorises a WebSocket port-forward
+// with get on pods/portforward (before 1.35; from 1.35 the feature gate
+// AuthorizePodWebsocketUpgradeCreatePermission, on by default, asks create
+// as for SPDY). An unknown version counts as new.
+func (c *cluster) websocketNeedsOnlyGet() bool {
+	v, err := c.client.Discovery().ServerVersion()
+	if err != nil {
+		return false
+	}
+	major, _ := strconv.Atoi(strings.TrimRight(v.Major, "+"))
+	minor, _ := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	return major == 1 && minor > 0 && minor < 35
 }

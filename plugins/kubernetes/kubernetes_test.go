@@ -152,3 +152,50 @@ func TestPortForwardSetting(t *testing.T) {
 		t.Errorf("bad portForward: %v", err)
 	}
 }
+
+type fakeDialer struct {
+	err   error
+	calls int
+}
+
+func (f *fakeDialer) Dial(...string) (httpstream.Connection, string, error) {
+	f.calls++
+	return nil, "", f.err
+}
+
+// TestFallbackDialer: the second protocol is tried only after a refusal of
+// the first, and the order changes only when the second one worked and
+// the order is the default one.
+func TestFallbackDialer(t *testing.T) {
+	forbidden := &apierrors.StatusError{ErrStatus: metav1.Status{Code: 403}}
+	notFound := errors.New("unable to upgrade connection: pod does not exist")
+	for _, c := range []struct {
+		name             string
+		firstErr, secErr error
+		sticky           bool
+		wantSecond       int
+		wantErr          bool
+		wantProto        string
+		wantSPDYFirst    bool
+	}{
+		{"spdy works", nil, nil, true, 0, false, "spdy", true},
+		{"spdy refused, websocket works", forbidden, nil, true, 1, false, "websocket", false},
+		{"refused both ways", notFound, notFound, true, 1, true, "", true},
+		{"not a refusal", errors.New("error sending request: dial tcp: refused"), nil, true, 0, true, "", true},
+		{"set order is kept", forbidden, nil, false, 1, false, "websocket", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := &pfDialer{}
+			d.spdyFirst.Store(true)
+			first, second := &fakeDialer{err: c.firstErr}, &fakeDialer{err: c.secErr}
+			f := &fallbackDialer{d: d, first: first, second: second, firstSPDY: true, refused: spdyRefused, sticky: c.sticky}
+			_, _, err := f.Dial("x")
+			if (err != nil) != c.wantErr || second.calls != c.wantSecond {
+				t.Errorf("err %v, second dialled %d times", err, second.calls)
+			}
+			if p, _ := d.protocol.Load().(string); p != c.wantProto || d.spdyFirst.Load() != c.wantSPDYFirst {
+				t.Errorf("protocol %q, spdy first %v", p, d.spdyFirst.Load())
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,14 +27,15 @@ import (
 // server relays it as is), SPDY tunnelled in WebSocket frames (kubectl's
 // default since 1.31; the API server unwraps every frame: ~30% more CPU
 // per byte there and here, docs/benchmarks.md) when the API server or a
-// proxy in front of it refuses SPDY, or the other way round with
-// Config.PortForward "websocket". After a refusal the dialer keeps to the
-// protocol that worked.
+// proxy in front of it refuses SPDY and WebSocket then works; from then on
+// WebSocket first. Config.PortForward "websocket" is kubectl's order, kept.
 type pfDialer struct {
-	c         *cluster
-	spdyFirst atomic.Bool
-	reqID     atomic.Int64
-	// Protocol is what the last connection used ("websocket" or "spdy").
+	c            *cluster
+	spdyFirst    atomic.Bool
+	defaultOrder bool // no PortForward setting: the order may change
+	reqID        atomic.Int64
+	// Protocol is what the last connection made used ("websocket" or
+	// "spdy"); nil before the first.
 	protocol atomic.Value
 }
 
@@ -47,7 +49,7 @@ func newPFDialer(c *cluster, protocol string) (*pfDialer, error) {
 	if _, _, err := spdy.RoundTripperFor(c.rest); err != nil {
 		return nil, errcat.Config.Newf("kubernetes: port-forward transport: %w", err) // the kubeconfig's TLS or proxy settings
 	}
-	d := &pfDialer{c: c}
+	d := &pfDialer{c: c, defaultOrder: protocol == "" || protocol == "spdy"}
 	d.spdyFirst.Store(protocol != "websocket")
 	return d, nil
 }
@@ -64,25 +66,46 @@ func (d *pfDialer) dialer(pod string) (httpstream.Dialer, error) {
 	sp := spdy.NewDialer(up, &http.Client{Transport: rt}, http.MethodPost, u)
 	ws, err := portforward.NewSPDYOverWebsocketDialer(u, d.c.rest)
 	if err != nil {
-		d.protocol.Store("spdy")
-		return sp, nil
+		return &fallbackDialer{d: d, first: sp, firstSPDY: true}, nil
 	}
-	spdyFirst := d.spdyFirst.Load()
-	first, second := httpstream.Dialer(ws), httpstream.Dialer(sp)
-	if spdyFirst {
-		first, second = sp, ws
+	if d.spdyFirst.Load() {
+		return &fallbackDialer{d: d, first: sp, second: ws, firstSPDY: true, refused: spdyRefused, sticky: d.defaultOrder}, nil
 	}
-	return portforward.NewFallbackDialer(first, second, func(err error) bool {
-		fb := httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-		if spdyFirst {
-			fb = spdyRefused(err)
-		}
-		if fb {
-			d.spdyFirst.Store(!spdyFirst)
-			d.protocol.Store(protocolName(!spdyFirst))
-		}
-		return fb
-	}), nil
+	return &fallbackDialer{d: d, first: ws, second: sp, refused: func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err) // as kubectl
+	}, sticky: d.defaultOrder}, nil
+}
+
+// fallbackDialer dials with first, and with second when first's failure
+// is a refusal of its protocol. When second worked, and the order is the
+// default one, the pfDialer keeps to second's protocol from then on (a
+// failure that second shares, a pod being replaced say, changes nothing).
+type fallbackDialer struct {
+	d             *pfDialer
+	first, second httpstream.Dialer // second may be nil
+	firstSPDY     bool
+	refused       func(error) bool
+	sticky        bool
+}
+
+func (f *fallbackDialer) Dial(protocols ...string) (httpstream.Connection, string, error) {
+	c, p, err := f.first.Dial(protocols...)
+	if err == nil {
+		f.d.protocol.Store(protocolName(f.firstSPDY))
+		return c, p, nil
+	}
+	if f.second == nil || !f.refused(err) {
+		return nil, "", err
+	}
+	c, p, err2 := f.second.Dial(protocols...)
+	if err2 != nil {
+		return nil, "", fmt.Errorf("%w (and over %s: %w)", err2, protocolName(f.firstSPDY), err)
+	}
+	f.d.protocol.Store(protocolName(!f.firstSPDY))
+	if f.sticky {
+		f.d.spdyFirst.Store(!f.firstSPDY)
+	}
+	return c, p, nil
 }
 
 func protocolName(spdy bool) string {
@@ -92,12 +115,14 @@ func protocolName(spdy bool) string {
 	return "websocket"
 }
 
-// spdyRefused: the API server, or a proxy in front of it, answered the
-// SPDY upgrade with something else (client-go reports that as the API
-// status or "unable to upgrade connection", not as an UpgradeFailureError):
-// WebSocket may get through. 403 is RBAC granting only get (WebSocket) on
-// pods/portforward. Not found, unauthorised, server errors and transport
-// errors fail the same way over WebSocket.
+// spdyRefused: the API server, or a proxy in front of it, may have refused
+// SPDY itself (client-go reports a non-101 answer as the API status, or as
+// "unable to upgrade connection: <body>", never as an UpgradeFailureError):
+// 403 is RBAC granting only get (WebSocket) on pods/portforward; a proxy
+// answers 400, 405, 426, 501 or a page of its own. A not-found pod or a
+// gateway error can look the same; then WebSocket fails too and nothing
+// changes (fallbackDialer). Unauthorised, server and transport errors are
+// not retried.
 func spdyRefused(err error) bool {
 	var st *apierrors.StatusError
 	if errors.As(err, &st) {
@@ -117,7 +142,6 @@ func spdyRefused(err error) bool {
 // that does not answer yet is reported here, not in the middle of the SSH
 // handshake. The returned conn owns the connection.
 func (d *pfDialer) dial(ctx context.Context, pod string, port int, hello []byte) (*pfConn, error) {
-	d.protocol.Store(protocolName(d.spdyFirst.Load()))
 	dl, err := d.dialer(pod)
 	if err != nil {
 		return nil, err
