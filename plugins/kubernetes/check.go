@@ -95,7 +95,7 @@ func Check(ctx context.Context, cfg Config, target string, step StepFunc) {
 	}
 
 	start = time.Now()
-	msg, err := c.checkPermissions(ctx)
+	msg, err := c.checkPermissions(ctx, websocketNeedsOnlyGet(v))
 	if !step("permissions", time.Since(start), err, msg) {
 		return
 	}
@@ -145,7 +145,7 @@ func (a access) String() string {
 
 // checkPermissions: the namespace exists (when that may be read) and the
 // user may run the agent there (SelfSubjectAccessReview).
-func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
+func (c *cluster) checkPermissions(ctx context.Context, getForwards bool) (string, error) {
 	if _, err := c.client.CoreV1().Namespaces().Get(ctx, c.namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		return "", errcat.Config.Newf("namespace %s does not exist: set namespace in the proxy to an existing one, or ask for it to be created", c.namespace)
 	}
@@ -165,7 +165,7 @@ func (c *cluster) checkPermissions(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", errcat.Of(explain(err)).Newf("cannot check permissions in namespace %s: %v", c.namespace, explain(err))
 		}
-		if !ok && a.sub == "portforward" && c.websocketNeedsOnlyGet() {
+		if !ok && a.sub == "portforward" && getForwards {
 			// get is enough for WebSocket port-forward (SPDY needs create)
 			// before Kubernetes 1.35, which asks create for both.
 			ok, _ = allowed(access{"get", "", "pods", "portforward"})
@@ -248,15 +248,11 @@ func dedup(s []string) []string {
 	return out
 }
 
-// websocketNeedsOnlyGet: the API server authorises a WebSocket port-forward
-// with get on pods/portforward (before 1.35; from 1.35 the feature gate
-// AuthorizePodWebsocketUpgradeCreatePermission, on by default, asks create
-// as for SPDY). An unknown version counts as new.
-func (c *cluster) websocketNeedsOnlyGet() bool {
-	v, err := c.client.Discovery().ServerVersion()
-	if err != nil {
-		return false
-	}
+// websocketNeedsOnlyGet: an API server of version v authorises a WebSocket
+// port-forward with get on pods/portforward (before 1.35; from 1.35 the
+// feature gate AuthorizePodWebsocketUpgradeCreatePermission, on by
+// default, asks create as for SPDY). An unknown version counts as new.
+func websocketNeedsOnlyGet(v version.Info) bool {
 	major, _ := strconv.Atoi(strings.TrimRight(v.Major, "+"))
 	minor, _ := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
 	return major == 1 && minor > 0 && minor < 35

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/version"
 )
 
 func TestPodSpecHygiene(t *testing.T) {
@@ -197,5 +198,16 @@ func TestFallbackDialer(t *testing.T) {
 				t.Errorf("protocol %q, spdy first %v", p, d.spdyFirst.Load())
 			}
 		})
+	}
+}
+
+func TestWebsocketNeedsOnlyGet(t *testing.T) {
+	for _, c := range []struct {
+		major, minor string
+		want         bool
+	}{{"1", "34", true}, {"1", "31+", true}, {"1", "35", false}, {"1", "36", false}, {"", "", false}} {
+		if got := websocketNeedsOnlyGet(version.Info{Major: c.major, Minor: c.minor}); got != c.want {
+			t.Errorf("%s.%s: %v, want %v", c.major, c.minor, got, c.want)
+		}
 	}
 }
